@@ -1,0 +1,40 @@
+# Set up, test and run the pipeline. Everything runs offline.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+SYSPY   ?= python3
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export WANDB_MODE ?= offline
+export WANDB_DIR := $(CURDIR)/.cache/wandb
+export WANDB_CACHE_DIR := $(CURDIR)/.cache/wandb-cache
+export WANDB_DATA_DIR := $(CURDIR)/.cache/wandb-data
+export WANDB_CONFIG_DIR := $(CURDIR)/.cache/wandb-config
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test run data bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(SYSPY) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0 -e '.[test]'
+	mkdir -p $(WANDB_DIR) $(WANDB_CACHE_DIR) $(WANDB_DATA_DIR) $(WANDB_CONFIG_DIR) $(NUMBA_CACHE_DIR) $(MPLCONFIGDIR)
+	touch $@
+
+test: install
+	$(PY) -m pytest
+
+data: install
+	$(PY) -m emergence raw
+
+run: data
+	dvc repro
+
+bench: install
+	$(PY) -m pytest -q benchmarks
+
+clean:
+	rm -rf artifacts .cache wandb

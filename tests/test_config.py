@@ -1,0 +1,34 @@
+"""Parameters are typed and validated at load, naming the key."""
+import pytest
+
+from emergence.config import ConfigError, load_params
+
+ROOT_PARAMS = "params.yaml"
+
+
+def test_defaults_load():
+    p = load_params(ROOT_PARAMS)
+    assert p.pairs.max_per_problem >= 1 and p.corpus.vocab_size <= 65535
+
+
+@pytest.mark.parametrize("override, key", [
+    ("corpus.vocab_size=70000", "corpus.vocab_size"),
+    ("pairs.max_per_problem=0", "pairs.max_per_problem"),
+    ("sandbox.memory_mb=10", "sandbox.memory_mb"),
+    ("seed=-1", "seed"),
+])
+def test_invalid_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_params(ROOT_PARAMS, [override])
+
+
+def test_wrong_type_and_unknown_key_fail():
+    with pytest.raises(ConfigError, match="vocab_size"):
+        load_params(ROOT_PARAMS, ["corpus.vocab_size=lots"])
+    with pytest.raises(ConfigError, match="vocabsize"):
+        load_params(ROOT_PARAMS, ["corpus.vocabsize=10"])
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_params("nope.yaml")

@@ -1,0 +1,97 @@
+"""The sandbox contains hostile programs, as root too, and classifies how they end."""
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from emergence.data.sandbox import Limits, run_many, run_program, verify
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMITS = Limits(timeout_s=4, cpu_seconds=2, memory_mb=512, max_processes=8)
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.glob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_passing_and_failing_programs():
+    assert run_program("x = 1 + 1\nassert x == 2", LIMITS).status == "passed"
+    v = run_program("assert 1 == 2", LIMITS)
+    assert v.status == "failed" and "AssertionError" in v.detail
+    assert run_program("raise ValueError('boom')", LIMITS).status == "error"
+
+
+def test_infinite_loop_hits_cpu_limit():
+    t = time.perf_counter()
+    v = run_program("while True:\n    pass", LIMITS)
+    assert v.status == "timeout"
+    assert time.perf_counter() - t < LIMITS.timeout_s + 2
+
+
+def test_sleeping_program_hits_wall_clock():
+    v = run_program("import time\ntime.sleep(60)", Limits(timeout_s=1.5))
+    assert v.status == "timeout" and "wall-clock" in v.detail
+
+
+def test_memory_bomb_is_refused():
+    v = run_program("x = bytearray(8 * 1024 ** 3)", LIMITS)
+    assert v.status == "error" and "MemoryError" in v.detail
+
+
+def test_process_spawning_is_bounded():
+    # Bounded inside the test: at most 40 children, each sleeping briefly.
+    src = ("import subprocess\n"
+           "procs = [subprocess.Popen(['sleep', '2']) for _ in range(40)]\n")
+    v = run_program(src, LIMITS)
+    assert v.status == "error" and "Resource temporarily unavailable" in v.detail
+
+
+def test_network_is_unreachable():
+    src = "import socket\nsocket.create_connection(('93.184.216.34', 80), timeout=2)"
+    v = run_program(src, LIMITS)
+    assert v.status == "error" and "unreachable" in v.detail.lower()
+
+
+@pytest.mark.parametrize("action", [
+    "open({p!r}, 'w').write('pwned')",
+    "import os; os.remove({p!r})",
+    "import shutil; shutil.rmtree({d!r})",
+    "import os; os.chmod({p!r}, 0o777)",
+])
+def test_project_files_cannot_be_written_or_deleted(tmp_path, action):
+    victim_dir = ROOT / "tests"
+    victim = victim_dir / "conftest.py"
+    before = tree_digest(victim_dir), victim.stat().st_mode
+    v = run_program(action.format(p=str(victim), d=str(victim_dir)), LIMITS)
+    assert v.status == "error" and ("Read-only" in v.detail or "Permission" in v.detail)
+    assert (tree_digest(victim_dir), victim.stat().st_mode) == before
+
+
+def test_scratch_writes_stay_in_the_throwaway_directory():
+    marker = f"/tmp/emergence-sandbox-escape-{time.time_ns()}"
+    src = f"open('scratch.txt', 'w').write('ok')\nopen({marker!r}, 'w').write('x')\n"
+    assert run_program(src, LIMITS).status == "passed"
+    assert not Path(marker).exists()
+
+
+def test_runs_unprivileged():
+    assert run_program("import os\nassert os.getuid() != 0 and os.geteuid() != 0", LIMITS).passed
+
+
+def test_many_runs_keep_order_and_use_workers():
+    srcs = [f"assert {i} % 2 == 0" for i in range(6)]
+    statuses = [v.status for v in run_many(srcs, LIMITS, workers=2)]
+    assert statuses == ["passed", "failed"] * 3
+
+
+def test_verify_humaneval_check_program(humaneval):
+    p = humaneval[0]
+    good = p["prompt"] + p["canonical_solution"]
+    bad = p["prompt"] + "    return False\n"
+    verdicts = verify([(good, p["test"], p["entry_point"]), (bad, p["test"], p["entry_point"])], LIMITS)
+    assert [v.status for v in verdicts] == ["passed", "failed"]
