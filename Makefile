@@ -31,7 +31,7 @@ data: install
 	$(PY) -m emergence raw
 
 run: data
-	dvc repro
+	EMERGENCE_RUN_GROUP=run-$$(date +%Y%m%d-%H%M%S) dvc repro
 
 bench: install
 	$(PY) -m pytest -q benchmarks

@@ -1,4 +1,5 @@
 import os
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,39 @@ def humaneval():
     from emergence.data.pairs import load_humaneval
     from emergence.stages.raw import humaneval_source
     return load_humaneval(humaneval_source())
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory, humaneval):
+    """A small corpus directory as the `corpus` stage writes it (tokenizer, bins, tokenised pairs)."""
+    from emergence.data import corpus, mutate, tokenizer
+    from emergence.io import write_jsonl
+    from emergence.stages.corpus import tokenise_pairs
+    out = tmp_path_factory.mktemp("corpus")
+    files = [f for f in corpus.stdlib_files() if f.parts[0] in ("json", "email")][:30]
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts = [(root / f).read_text(errors="replace") for f in files]
+    tok = tokenizer.train_tokenizer(texts, vocab_size=300)
+    tok.save(str(out / "tokenizer.json"))
+    tokenizer.encode_files(tok, texts[:-3]).tofile(out / "train.bin")
+    tokenizer.encode_files(tok, texts[-3:]).tofile(out / "val.bin")
+    rows = []
+    for p in humaneval[:12]:
+        m = mutate.mutants(p["prompt"] + p["canonical_solution"], p["prompt"].count("\n") + 1)[0]
+        rows.append(dict(pair_id=f"{p['task_id']}/0", task_id=p["task_id"], prompt=p["prompt"],
+                         correct_code=p["prompt"] + p["canonical_solution"], buggy_code=m.code,
+                         mutation=m.kind, span=list(m.span), correct_span=list(m.original_span)))
+    write_jsonl(out / "pairs_tokens.jsonl", tokenise_pairs(tok, rows))
+    return out
+
+
+TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.d_mlp=64", "model.n_ctx=64",
+        "train.max_steps=12", "train.batch_size=4", "train.warmup_steps=2", "train.val_windows=8",
+        "train.eval_batch_size=16", "train.checkpoints.log_until=4", "train.checkpoints.n_linear=2",
+        "monitors.repeat_length=16", "monitors.batch=4", "monitors.icl_early=5", "monitors.icl_windows=8"]
+
+
+@pytest.fixture
+def tiny_params():
+    from emergence.config import load_params
+    return load_params(ROOT / "params.yaml", TINY)

@@ -16,6 +16,12 @@ STAGES = {
     "corpus": ("tokenizer, token files, tokenised pairs",
                [("--stdlib", "data/stdlib"), ("--pairs", "artifacts/pairs/pairs.jsonl"),
                 ("--out", "artifacts/corpus")]),
+    "train_lm": ("train our GPT and write the checkpoint series",
+                 [("--corpus", "artifacts/corpus"), ("--out", "artifacts/checkpoints"),
+                  ("--report", "artifacts/train")]),
+    "monitors": ("induction, previous-token and ICL scores per checkpoint",
+                 [("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
+                  ("--out", "artifacts/monitors")]),
 }
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -70,14 +70,102 @@ class CorpusParams:
 
 
 @dataclasses.dataclass
+class ModelParams:
+    source: str = "own"          # own: train our GPT; hf: GPT-NeoX / Pythia revisions
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 128
+    d_mlp: int = 512
+    n_ctx: int = 256
+    bias: bool = True
+    hf_name: str = "EleutherAI/pythia-160m"
+    hf_revisions: list[str] = dataclasses.field(default_factory=lambda: ["step1000", "step143000"])
+    hf_local_dir: Optional[str] = None
+    hf_offline: bool = True
+
+    def __post_init__(self) -> None:
+        _require("model", "source", self.source, self.source in ("own", "hf"), "'own' or 'hf'")
+        for key in ("n_layer", "n_head", "d_model", "d_mlp", "n_ctx"):
+            v = getattr(self, key)
+            _require("model", key, v, v >= 1, ">= 1")
+        _require("model", "d_model", self.d_model, self.d_model % self.n_head == 0,
+                 f"a multiple of model.n_head={self.n_head}")
+        _require("model", "hf_revisions", self.hf_revisions, len(self.hf_revisions) >= 1,
+                 "a non-empty list like [step1000, step143000]")
+
+
+@dataclasses.dataclass
+class CheckpointParams:
+    log_until: int = 256        # 0, 1, 2, 4, ... below this step
+    n_linear: int = 8           # then this many evenly spaced to max_steps
+
+    def __post_init__(self) -> None:
+        _require("train.checkpoints", "log_until", self.log_until, self.log_until >= 1, ">= 1")
+        _require("train.checkpoints", "n_linear", self.n_linear, self.n_linear >= 0, ">= 0")
+
+
+@dataclasses.dataclass
+class TrainParams:
+    max_steps: int = 2000
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    precision: str = "32-true"
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    log_every: int = 10
+    val_windows: int = 64
+    eval_batch_size: int = 32
+    checkpoints: CheckpointParams = dataclasses.field(default_factory=CheckpointParams)
+
+    def __post_init__(self) -> None:
+        for key in ("max_steps", "batch_size", "log_every", "val_windows", "eval_batch_size", "devices"):
+            v = getattr(self, key)
+            _require("train", key, v, v >= 1, ">= 1")
+        _require("train", "lr", self.lr, 0 < self.lr < 1, "0 < lr < 1")
+        _require("train", "min_lr", self.min_lr, 0 <= self.min_lr <= self.lr, "0 <= min_lr <= train.lr")
+        _require("train", "warmup_steps", self.warmup_steps, 0 <= self.warmup_steps < self.max_steps,
+                 "0 <= warmup_steps < train.max_steps")
+        _require("train", "weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0")
+        _require("train", "grad_clip", self.grad_clip, self.grad_clip > 0, "> 0")
+        _require("train", "precision", self.precision, self.precision in PRECISIONS, str(PRECISIONS))
+
+
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
+
+
+@dataclasses.dataclass
+class MonitorParams:
+    repeat_length: int = 64     # random tokens repeated once: 2 x repeat_length (capped at n_ctx)
+    batch: int = 16
+    icl_early: int = 50         # ICL score = loss at the last position - loss at this one
+    icl_windows: int = 64
+
+    def __post_init__(self) -> None:
+        for key in ("repeat_length", "batch", "icl_windows"):
+            _require("monitors", key, getattr(self, key), getattr(self, key) >= 2, ">= 2")
+        _require("monitors", "icl_early", self.icl_early, self.icl_early >= 0, ">= 0")
+
+
+@dataclasses.dataclass
 class Params:
     seed: int = 0
     sandbox: SandboxParams = dataclasses.field(default_factory=SandboxParams)
     pairs: PairsParams = dataclasses.field(default_factory=PairsParams)
     corpus: CorpusParams = dataclasses.field(default_factory=CorpusParams)
+    model: ModelParams = dataclasses.field(default_factory=ModelParams)
+    train: TrainParams = dataclasses.field(default_factory=TrainParams)
+    monitors: MonitorParams = dataclasses.field(default_factory=MonitorParams)
 
     def __post_init__(self) -> None:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")
+        _require("monitors", "icl_early", self.monitors.icl_early, self.monitors.icl_early < self.model.n_ctx - 1,
+                 f"< model.n_ctx - 1 = {self.model.n_ctx - 1}")
+
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
@@ -99,5 +187,5 @@ def as_dict(obj: Any) -> dict:
 
 def params_hash(obj: Any) -> str:
     """Stable short hash of a parameter section (for run tags and cache keys)."""
-    blob = json.dumps(as_dict(obj), sort_keys=True).encode()
+    blob = json.dumps(obj, sort_keys=True, default=dataclasses.asdict).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

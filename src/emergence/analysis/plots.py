@@ -1,0 +1,58 @@
+"""Matplotlib figures shared by the stages (heatmaps over steps, curves on a log-step axis)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from emergence.io import atomic_path  # noqa: E402
+
+
+def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence, title: str,
+            cmap: str = "viridis", center: bool = False):
+    matrix = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(cols) + 2), max(3, 0.3 * len(rows) + 1.5)))
+    kw = {}
+    if center:
+        lim = float(np.nanmax(np.abs(matrix))) or 1.0
+        kw = dict(vmin=-lim, vmax=lim)
+        cmap = "RdBu_r"
+    im = ax.imshow(matrix, aspect="auto", cmap=cmap, **kw)
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), list(rows), fontsize=7)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def curves(steps: Sequence[int], series: dict[str, Sequence[float]], title: str, ylabel: str,
+           marks: dict[str, Sequence[int]] | None = None):
+    """Curves over training steps on a symlog x axis (step 0 included)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, ys in series.items():
+        ax.plot(steps, ys, marker="o", ms=3, label=name)
+    for label, xs in (marks or {}).items():
+        for x in xs:
+            ax.axvline(x, color="grey", ls=":", lw=1)
+        if xs:
+            ax.plot([], [], color="grey", ls=":", label=label)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,189 @@
+"""Lightning pieces for training the code model: data, step logic, checkpoint series.
+
+* :class:`TokenDataModule` streams random windows from the memory-mapped uint16 token
+  file; batch ``s`` is a function of ``(seed, s)`` only, so a resumed run sees exactly
+  the batches an uninterrupted one would.
+* :class:`LMModule` holds the GPT, AdamW with decoupled weight decay on matrices, and a
+  linear warm-up + cosine schedule (nanoGPT's).
+* :class:`CheckpointSeriesWriter` saves the model at the scheduled steps (Pythia-like:
+  0, 1, 2, 4, ... then evenly spaced), scores the correct/buggy pairs there, and keeps
+  a resumable Lightning checkpoint (``last.ckpt``) beside the series.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from emergence.io import atomic_path, read_json, write_json
+from emergence.models.checkpoints import save_checkpoint
+from emergence.models.gpt import GPT, GPTConfig, token_losses
+from emergence.models.scoring import SequenceSet, pair_preference, sequence_losses
+
+
+def checkpoint_schedule(max_steps: int, log_until: int, n_linear: int) -> list[int]:
+    """0, 1, 2, 4, ... (powers of two below `log_until`), then `n_linear` evenly spaced to max_steps."""
+    steps = {0}
+    p = 1
+    while p < min(log_until, max_steps):
+        steps.add(p)
+        p *= 2
+    start = min(log_until, max_steps)
+    steps |= {int(round(x)) for x in np.linspace(start, max_steps, n_linear + 1)}
+    steps.add(max_steps)
+    return sorted(steps)
+
+
+class TokenWindows(IterableDataset):
+    """Endless batches (x, y) of `batch_size` random windows of n_ctx + 1 tokens."""
+
+    def __init__(self, path: str | Path, n_ctx: int, batch_size: int, seed: int):
+        self.path, self.n_ctx, self.batch_size, self.seed = str(path), n_ctx, batch_size, seed
+        self.start_step = 0
+        n = os.path.getsize(self.path) // 2
+        if n <= n_ctx + 1:
+            raise ValueError(f"{self.path} holds {n} tokens, fewer than n_ctx + 2 = {n_ctx + 2}")
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = np.memmap(self.path, dtype=np.uint16, mode="r")
+        rng = np.random.default_rng([self.seed, step])
+        offsets = rng.integers(0, len(tokens) - self.n_ctx - 1, size=self.batch_size)
+        buf = torch.from_numpy(np.stack([tokens[o:o + self.n_ctx + 1] for o in offsets]).astype(np.int64))
+        return buf[:, :-1], buf[:, 1:]
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+def fixed_windows(path: str | Path, n_ctx: int, count: int) -> TensorDataset:
+    """`count` evenly spaced windows of a token file (the same every time)."""
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    starts = np.linspace(0, len(tokens) - n_ctx - 2, count).astype(np.int64)
+    buf = torch.from_numpy(np.stack([tokens[s:s + n_ctx + 1] for s in starts]).astype(np.int64))
+    return TensorDataset(buf[:, :-1], buf[:, 1:])
+
+
+@torch.inference_mode()
+def validation_loss(model: torch.nn.Module, windows: TensorDataset, batch_size: int) -> float:
+    """Mean per-token loss over fixed validation windows."""
+    total = sum(token_losses(model(x), y).sum() for x, y in DataLoader(windows, batch_size=batch_size))
+    return float(total) / (len(windows) * windows.tensors[1].shape[1])
+
+
+class TokenDataModule(pl.LightningDataModule):
+    def __init__(self, train_path: str, val_path: str, n_ctx: int, batch_size: int, seed: int,
+                 val_windows: int = 64):
+        super().__init__()
+        self.train_set = TokenWindows(train_path, n_ctx, batch_size, seed)
+        self.val_path, self.n_ctx, self.batch_size, self.val_windows = val_path, n_ctx, batch_size, val_windows
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=None, num_workers=0)
+
+    def val_windows_set(self) -> TensorDataset:
+        return fixed_windows(self.val_path, self.n_ctx, self.val_windows)
+
+    def state_dict(self) -> dict:
+        return {"step": self.trainer.global_step if self.trainer else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_set.start_step = state["step"]
+
+
+class LMModule(pl.LightningModule):
+    def __init__(self, model: dict, lr: float, min_lr: float, warmup_steps: int, max_steps: int,
+                 weight_decay: float, beta1: float = 0.9, beta2: float = 0.95):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**model))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def _loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        return token_losses(self.model(x), y).mean()
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def lr_at(self, step: int) -> float:
+        h = self.hparams
+        if step < h.warmup_steps:
+            return h.lr * (step + 1) / (h.warmup_steps + 1)
+        progress = min(1.0, (step - h.warmup_steps) / max(1, h.max_steps - h.warmup_steps))
+        return h.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (h.lr - h.min_lr)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": h.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=h.lr, betas=(h.beta1, h.beta2))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.lr_at(s) / h.lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class CheckpointSeriesWriter(pl.Callback):
+    """Save the series at scheduled steps, score the pairs there, keep `last.ckpt` for resuming."""
+
+    def __init__(self, directory: str | Path, steps: list[int], meta: dict,
+                 pairs: SequenceSet | None = None, eval_batch_size: int = 64):
+        self.directory, self.steps, self.meta = Path(directory), set(steps), meta
+        self.pairs, self.eval_batch_size = pairs, eval_batch_size
+        self.index_path = self.directory / "index.json"
+        self.entries: dict[int, dict] = {}
+        self._t0 = time.perf_counter()
+
+    @property
+    def resume_path(self) -> Path:
+        return self.directory / "last.ckpt"
+
+    def load_index(self) -> None:
+        if self.index_path.exists():
+            self.entries = {c["step"]: c for c in read_json(self.index_path)["checkpoints"]}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.load_index()
+        if trainer.global_step == 0 and 0 in self.steps:
+            self._save(trainer, pl_module, 0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step in self.steps and step not in self.entries:
+            self._save(trainer, pl_module, step)
+
+    def _save(self, trainer, pl_module, step: int) -> None:
+        model: GPT = pl_module.model
+        was_training = model.training
+        model.eval()
+        data: TokenDataModule = trainer.datamodule
+        entry = {"step": step, "file": f"step_{step}.pt",
+                 "tokens_seen": step * data.train_set.batch_size * data.train_set.n_ctx,
+                 "val/loss": validation_loss(model, data.val_windows_set(), self.eval_batch_size)}
+        if self.pairs is not None:
+            entry.update(pair_preference(sequence_losses(model, self.pairs, self.eval_batch_size),
+                                         self.pairs.labels))
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({k: v for k, v in entry.items() if "/" in k}, step=step)
+        model.train(was_training)
+        save_checkpoint(self.directory / entry["file"], model, step, **self.meta)
+        self.entries[step] = entry
+        write_json(self.index_path, {"checkpoints": [self.entries[s] for s in sorted(self.entries)],
+                                     **self.meta})
+        if step > 0:
+            with atomic_path(self.resume_path) as tmp:
+                trainer.save_checkpoint(tmp)

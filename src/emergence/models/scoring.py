@@ -1,0 +1,101 @@
+"""Per-sequence losses of scored token spans, in dataset order, in large inference batches.
+
+A :class:`SequenceSet` holds token sequences (left-truncated to the model context) and a
+mask of the target positions that count: for a pair, the solution body after the
+shared prompt. ``sequence_losses`` gives the mean per-token loss over those positions,
+one value per sequence, in the order the sequences were given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from emergence.models.gpt import token_losses
+
+
+@dataclasses.dataclass
+class SequenceSet:
+    ids: torch.Tensor        # (N, T) int64 inputs, right-padded with 0
+    targets: torch.Tensor    # (N, T) int64 next tokens
+    mask: torch.Tensor       # (N, T) float, 1 where the target is scored
+    lengths: torch.Tensor    # (N,) input length before padding
+    names: list[str]
+    labels: np.ndarray       # (N,) e.g. "correct" / "buggy"
+    groups: np.ndarray       # (N,) e.g. the problem (task id) a sequence belongs to
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def subset(self, index: Sequence[int]) -> "SequenceSet":
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return SequenceSet(self.ids[idx], self.targets[idx], self.mask[idx], self.lengths[idx],
+                           [self.names[i] for i in index], self.labels[list(index)],
+                           self.groups[list(index)])
+
+
+def build_sequences(tokens: Sequence[Sequence[int]], score_from: Sequence[int], n_ctx: int,
+                    names: Sequence[str], labels: Sequence[str], groups: Sequence[str]) -> SequenceSet:
+    """Sequences scored from token `score_from[i]` on, each cut to its last n_ctx + 1 tokens."""
+    n = len(tokens)
+    ids = torch.zeros(n, n_ctx, dtype=torch.long)
+    targets = torch.zeros(n, n_ctx, dtype=torch.long)
+    mask = torch.zeros(n, n_ctx)
+    lengths = torch.zeros(n, dtype=torch.long)
+    for i, (seq, start) in enumerate(zip(tokens, score_from)):
+        cut = max(0, len(seq) - (n_ctx + 1))
+        window = torch.as_tensor(list(seq[cut:]), dtype=torch.long)
+        t = len(window) - 1
+        ids[i, :t], targets[i, :t] = window[:-1], window[1:]
+        first = max(start - 1 - cut, 0)  # target position j predicts token j + 1 + cut
+        mask[i, first:t] = 1.0
+        lengths[i] = t
+        if mask[i].sum() == 0:
+            raise ValueError(f"sequence {names[i]} has no scored token inside the {n_ctx}-token window")
+    return SequenceSet(ids, targets, mask, lengths, list(names), np.asarray(labels), np.asarray(groups))
+
+
+@torch.inference_mode()
+def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
+    """(N, T) per-token losses, zero where not scored."""
+    out = torch.zeros_like(seqs.mask)
+    for a in range(0, len(seqs), batch_size):
+        b = min(a + batch_size, len(seqs))
+        t = int(seqs.lengths[a:b].max())
+        logits = model(seqs.ids[a:b, :t])
+        out[a:b, :t] = token_losses(logits, seqs.targets[a:b, :t]) * seqs.mask[a:b, :t]
+    return out
+
+
+def sequence_losses(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
+    """(N,) mean per-token loss over each sequence's scored positions."""
+    return token_loss_matrix(model, seqs, batch_size).sum(1) / seqs.mask.sum(1)
+
+
+def load_pair_sequences(path: str | Path, n_ctx: int, limit: int | None = None) -> SequenceSet:
+    """All correct versions then all buggy versions of the tokenised pairs, scored on the body."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = rows[:limit] if limit else rows
+    tokens, starts, names, labels, groups = [], [], [], [], []
+    for side in ("correct", "buggy"):
+        for r in rows:
+            tokens.append(r[f"{side}_ids"])
+            starts.append(r["prompt_tokens"])
+            names.append(f"{r['pair_id']}:{side}")
+            labels.append(side)
+            groups.append(r["task_id"])
+    return build_sequences(tokens, starts, n_ctx, names, labels, groups)
+
+
+def pair_preference(losses: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+    """Mean body loss on each side and the share of pairs whose correct version has lower loss."""
+    correct = losses[torch.as_tensor(labels == "correct")]
+    buggy = losses[torch.as_tensor(labels == "buggy")]
+    return {"pairs/correct_loss": float(correct.mean()), "pairs/buggy_loss": float(buggy.mean()),
+            "pairs/loss_gap": float((buggy - correct).mean()),
+            "pairs/correct_preferred": float((correct < buggy).float().mean())}

@@ -1,0 +1,100 @@
+"""Stage `train_lm`: train our GPT on the corpus and write the checkpoint series.
+
+Interrupted runs resume from ``last.ckpt`` when it was written with the same
+parameters and data; otherwise the series directory is started afresh.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor
+
+from emergence.config import load_params, params_hash
+from emergence.data.tokenizer import load_tokenizer
+from emergence.io import read_json, sha256_file, write_json
+from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
+                                        checkpoint_schedule)
+from emergence.models.scoring import load_pair_sequences
+from emergence.tracking.wandb import lightning_logger
+
+log = logging.getLogger(__name__)
+
+
+def unigram_loss(train_path: str | Path, val_path: str | Path, vocab_size: int) -> float:
+    """Cross-entropy of the val tokens under add-one-smoothed train unigram frequencies."""
+    train = np.memmap(train_path, dtype=np.uint16, mode="r")
+    val = np.memmap(val_path, dtype=np.uint16, mode="r")
+    counts = np.bincount(train, minlength=vocab_size).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(-logp[val].mean())
+
+
+def build_trainer(p, callbacks, logger) -> pl.Trainer:
+    t = p.train
+    return pl.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.grad_clip,
+                      log_every_n_steps=t.log_every, logger=logger if logger is not None else False,
+                      callbacks=callbacks, enable_checkpointing=False, limit_val_batches=0,
+                      num_sanity_val_steps=0, enable_model_summary=False, deterministic=True)
+
+
+def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
+    """Train with params `p` on `corpus_dir`, writing the series into `out`; returns the index."""
+    tok = load_tokenizer(corpus_dir / "tokenizer.json")
+    model_cfg = dict(vocab_size=tok.get_vocab_size(), n_ctx=p.model.n_ctx, n_layer=p.model.n_layer,
+                     n_head=p.model.n_head, d_model=p.model.d_model, d_mlp=p.model.d_mlp,
+                     bias=p.model.bias)
+    meta = {"tokenizer_sha256": sha256_file(corpus_dir / "tokenizer.json"),
+            "data_sha256": sha256_file(corpus_dir / "train.bin"),
+            "params_hash": params_hash((p.seed, p.model, p.train)), "model_source": "own"}
+    writer = CheckpointSeriesWriter(out, checkpoint_schedule(p.train.max_steps, p.train.checkpoints.log_until,
+                                                             p.train.checkpoints.n_linear), meta,
+                                    load_pair_sequences(corpus_dir / "pairs_tokens.jsonl", p.model.n_ctx),
+                                    p.train.eval_batch_size)
+    resume = None
+    if writer.resume_path.exists() and (out / "index.json").exists():
+        if {k: read_json(out / "index.json").get(k) for k in meta} == meta:
+            resume = str(writer.resume_path)
+            log.info("resuming from %s", resume)
+    if resume is None and out.exists():
+        shutil.rmtree(out)
+    pl.seed_everything(p.seed, workers=True, verbose=False)
+    data = TokenDataModule(str(corpus_dir / "train.bin"), str(corpus_dir / "val.bin"), p.model.n_ctx,
+                           p.train.batch_size, p.seed, p.train.val_windows)
+    module = LMModule(model_cfg, p.train.lr, p.train.min_lr, p.train.warmup_steps, p.train.max_steps,
+                      p.train.weight_decay)
+    callbacks = [writer] + ([LearningRateMonitor("step")] if logger is not None else [])
+    build_trainer(p, callbacks, logger).fit(module, datamodule=data, ckpt_path=resume)
+    return read_json(out / "index.json")
+
+
+def main(args) -> None:
+    p = load_params(args.params)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    corpus_dir, out = Path(args.corpus), Path(args.out)
+    t0 = time.perf_counter()
+    logger = lightning_logger("train_lm", p)
+    index = train(p, corpus_dir, out, logger)
+    last = index["checkpoints"][-1]
+    metrics = {"final_step": last["step"], "val_loss": last["val/loss"],
+               "unigram_val_loss": unigram_loss(corpus_dir / "train.bin", corpus_dir / "val.bin",
+                                                load_tokenizer(corpus_dir / "tokenizer.json").get_vocab_size()),
+               "pairs_correct_loss": last["pairs/correct_loss"], "pairs_buggy_loss": last["pairs/buggy_loss"],
+               "pairs_loss_gap": last["pairs/loss_gap"], "pairs_correct_preferred": last["pairs/correct_preferred"]}
+    report = Path(args.report)
+    write_json(report / "metrics.json", metrics)
+    write_json(report / "curve.json", [{k.replace("/", "_"): v for k, v in c.items() if k != "file"}
+                                       for c in index["checkpoints"]])
+    write_json(report / "timing.json", {"seconds": round(time.perf_counter() - t0, 1)})
+    if logger is not None:
+        logger.experiment.summary.update(metrics)
+        logger.experiment.finish()
+    log.info("trained to step %d: val loss %.3f (unigram %.3f); correct preferred on %.1f%% of pairs",
+             last["step"], metrics["val_loss"], metrics["unigram_val_loss"],
+             100 * metrics["pairs_correct_preferred"])

@@ -1,0 +1,143 @@
+"""Our GPT, its checkpoint series and training; HF GPT-NeoX revisions through the same door."""
+import pytest
+import torch
+
+from emergence.analysis.heads import head_monitors, repeated_random_tokens
+from emergence.models.checkpoints import (CheckpointError, HFSeries, OwnSeries, load_checkpoint,
+                                          save_checkpoint)
+from emergence.models.gpt import GPT, GPTConfig, token_losses
+from emergence.models.hooked import gpt_to_hooked
+from emergence.models.lm_module import checkpoint_schedule
+from emergence.stages.train_lm import train, unigram_loss
+
+
+def perturbed_gpt(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = GPTConfig(**{**dict(vocab_size=300, n_ctx=32, n_layer=2, n_head=4, d_model=64, d_mlp=256), **kw})
+    model = GPT(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_hooked_conversion_matches_our_logits():
+    model = perturbed_gpt()
+    x = torch.randint(0, 300, (3, 32))
+    hooked = gpt_to_hooked(model)
+    assert (model(x) - hooked(x)).abs().max() < 1e-4
+    _, cache = hooked.run_with_cache(x)
+    assert cache["blocks.1.attn.hook_z"].shape == (3, 32, 4, 16)
+
+
+@pytest.fixture(scope="module")
+def neox_revisions(tmp_path_factory):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    root = tmp_path_factory.mktemp("pythia-tiny")
+    cfg = GPTNeoXConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=64, rotary_pct=0.25)
+    models = {}
+    for step in (0, 8, 64):
+        torch.manual_seed(step)
+        m = GPTNeoXForCausalLM(cfg).eval()
+        m.save_pretrained(root / f"step{step}")
+        models[step] = m
+    return root, models
+
+
+def test_hf_series_from_local_revisions(neox_revisions):
+    root, models = neox_revisions
+    series = HFSeries("EleutherAI/pythia-tiny", ["step0", "step8", "step64"], local_dir=root)
+    assert series.steps == [0, 8, 64]
+    x = torch.randint(0, 300, (2, 20))
+    seen = []
+    for ckpt in series:
+        seen.append(ckpt.step)
+        ref = models[ckpt.step](input_ids=x).logits
+        assert (ckpt.model(x) - ref).abs().max() < 1e-5
+        assert (ckpt.hooked()(x) - ref).abs().max() < 1e-4
+    assert seen == [0, 8, 64]
+
+
+def test_hf_hub_offline_gives_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    series = HFSeries("EleutherAI/pythia-160m", ["step1000"], offline=True)
+    with pytest.raises(CheckpointError, match=r"pythia-160m revision step1000.*huggingface-cli download"):
+        series.load(1000)
+    with pytest.raises(CheckpointError, match="step<N>"):
+        HFSeries("x", ["main"])
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path):
+    model = perturbed_gpt()
+    path = save_checkpoint(tmp_path / "step_5.pt", model, 5, tokenizer_sha256="abc")
+    loaded, meta = load_checkpoint(path)
+    assert meta["step"] == 5 and meta["tokenizer_sha256"] == "abc"
+    x = torch.randint(0, 300, (2, 16))
+    assert torch.equal(loaded(x), model(x))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"step_5\.pt is corrupt or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_checkpoint_schedule_is_pythia_like():
+    assert checkpoint_schedule(2000, 256, 8) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 474, 692, 910,
+                                                 1128, 1346, 1564, 1782, 2000]
+    assert checkpoint_schedule(12, 4, 2) == [0, 1, 2, 4, 8, 12]
+
+
+def test_induction_score_rises_on_repeated_sequences():
+    torch.manual_seed(0)
+    V, L = 32, 12
+    model = GPT(GPTConfig(vocab_size=V, n_ctx=2 * L, n_layer=2, n_head=2, d_model=32, d_mlp=64))
+    before = head_monitors(gpt_to_hooked(model), V, L, 32, seed=1)["prefix_matching"].max()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(150):
+        x = repeated_random_tokens(V, L, 64, 1000 + step)
+        loss = token_losses(model(x[:, :-1]), x[:, 1:])[:, L:].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = head_monitors(gpt_to_hooked(model), V, L, 32, seed=1)["prefix_matching"].max()
+    assert before < 0.15 and after > 0.5
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_training_writes_series_and_resumes_exactly(tiny_corpus, tiny_params, tmp_path):
+    import pytorch_lightning as pl
+    full = train(tiny_params, tiny_corpus, tmp_path / "full")
+    assert [c["step"] for c in full["checkpoints"]] == [0, 1, 2, 4, 8, 12]
+    first, last = full["checkpoints"][0], full["checkpoints"][-1]
+    assert last["val/loss"] < first["val/loss"]
+    assert 0 <= last["pairs/correct_preferred"] <= 1
+
+    class StopAt(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 10:
+                raise Interrupt
+
+    import emergence.stages.train_lm as stage
+    original = stage.build_trainer
+    stage.build_trainer = lambda p, callbacks, logger: original(p, callbacks + [StopAt()], logger)
+    try:
+        with pytest.raises(Interrupt):
+            train(tiny_params, tiny_corpus, tmp_path / "resumed")
+    finally:
+        stage.build_trainer = original
+    assert (tmp_path / "resumed" / "last.ckpt").exists()
+    resumed = train(tiny_params, tiny_corpus, tmp_path / "resumed")
+    assert resumed["checkpoints"] == full["checkpoints"]
+    a = OwnSeries(tmp_path / "full").load(12).model.state_dict()
+    b = OwnSeries(tmp_path / "resumed").load(12).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unigram_baseline(tiny_corpus):
+    loss = unigram_loss(tiny_corpus / "train.bin", tiny_corpus / "val.bin", 300)
+    assert 2.0 < loss < 300 ** 0.5
