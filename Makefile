@@ -34,7 +34,7 @@ run: data
 	EMERGENCE_RUN_GROUP=run-$$(date +%Y%m%d-%H%M%S) dvc repro
 
 bench: install
-	$(PY) -m pytest -q benchmarks
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf artifacts .cache wandb

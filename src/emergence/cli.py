@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from emergence.config import ConfigError
+from emergence.errors import EmergenceError
 
 STAGES = {
     "raw": ("materialise data/ from installed packages", [("--data-dir", "data")]),
@@ -22,6 +22,11 @@ STAGES = {
     "monitors": ("induction, previous-token and ICL scores per checkpoint",
                  [("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
                   ("--out", "artifacts/monitors")]),
+    "sample": ("one SGLD trace per checkpoint",
+               [("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
+                ("--out", "artifacts/traces")]),
+    "influence": ("LLC, BIF matrices and block curves from the traces (Experiment 1)",
+                  [("--traces", "artifacts/traces"), ("--out", "artifacts/influence")]),
 }
 
 
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"emergence.stages.{args.stage}")
     try:
         module.main(args)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (EmergenceError, FileNotFoundError) as exc:
         logging.getLogger("emergence").error("%s", exc)
         return 2
     return 0

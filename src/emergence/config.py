@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
+
+from emergence.errors import EmergenceError
 from omegaconf.errors import OmegaConfBaseException
 
 
-class ConfigError(ValueError):
+class ConfigError(EmergenceError, ValueError):
     """An invalid parameter: names the key, the value and the allowed range."""
 
 
@@ -152,6 +154,58 @@ class MonitorParams:
 
 
 @dataclasses.dataclass
+class SamplerParams:
+    """RMSProp-SGLD settings (Lee et al. 2025): eps, n*beta, gamma, chains and draws."""
+    lr: float = 1e-6                 # eps
+    nbeta: float = 1000.0            # n * beta
+    localization: float = 10000.0    # gamma
+    preconditioned: bool = True      # False: plain SGLD
+    rms_alpha: float = 0.1           # eps_hat = eps / (sqrt(V) + rms_alpha)
+    rms_beta: float = 0.99           # V <- b V + (1 - b) g^2
+    chains: int = 2
+    burn_in: int = 50
+    draws: int = 100
+    thin: int = 1                    # steps between draws
+    batch_size: int = 8              # windows per chain per step
+    obs_every: int = 1               # observables at every k-th draw
+    obs_batch_size: int = 64         # inference batch for observables (separate from batch_size)
+    token_level: bool = False        # also record per-token losses of the observables
+    init_batches: int = 8
+    paired: bool = True              # also score w* on each step's batch (a control variate for the LLC)
+    divergence_factor: float = 5.0   # stop when a loss exceeds this x the loss at w*
+    check_every: int = 10            # steps between divergence checks
+    n_pairs: int = 100               # pairs whose two versions are observables (0: all)
+    checkpoints: list[int] = dataclasses.field(default_factory=list)  # steps to sample ([]: all)
+
+    def __post_init__(self) -> None:
+        for key in ("lr", "nbeta", "divergence_factor"):
+            _require("sampler", key, getattr(self, key), getattr(self, key) > 0, "> 0")
+        _require("sampler", "localization", self.localization, self.localization >= 0, ">= 0")
+        for key in ("chains", "draws", "thin", "batch_size", "obs_every", "obs_batch_size",
+                    "init_batches", "check_every"):
+            _require("sampler", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
+        _require("sampler", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
+        _require("sampler", "n_pairs", self.n_pairs, self.n_pairs >= 0, ">= 0")
+        _require("sampler", "rms_beta", self.rms_beta, 0 <= self.rms_beta < 1, "0 <= b < 1")
+        _require("sampler", "rms_alpha", self.rms_alpha, self.rms_alpha > 0, "> 0")
+
+    @property
+    def steps(self) -> int:
+        return self.burn_in + self.draws * self.thin
+
+
+@dataclasses.dataclass
+class InfluenceParams:
+    bootstrap: int = 500             # problem-level resamples for block-aggregate intervals
+    level: float = 0.9               # interval coverage
+    pearson: bool = True             # block aggregates of the Pearson form (else covariance)
+
+    def __post_init__(self) -> None:
+        _require("influence", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
+        _require("influence", "level", self.level, 0 < self.level < 1, "0 < level < 1")
+
+
+@dataclasses.dataclass
 class Params:
     seed: int = 0
     sandbox: SandboxParams = dataclasses.field(default_factory=SandboxParams)
@@ -160,6 +214,8 @@ class Params:
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
     train: TrainParams = dataclasses.field(default_factory=TrainParams)
     monitors: MonitorParams = dataclasses.field(default_factory=MonitorParams)
+    sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)
+    influence: InfluenceParams = dataclasses.field(default_factory=InfluenceParams)
 
     def __post_init__(self) -> None:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from emergence.data import mutate, sandbox
+from emergence.errors import EmergenceError
 from emergence.io import seed_for
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ OPTIONAL = {"entry_point": str, "description": str, "line": int, "span": list, "
             "correct_verdict": str, "buggy_verdict": str, "test": str, "source": str}
 
 
-class PairsFormatError(ValueError):
+class PairsFormatError(EmergenceError, ValueError):
     """A pairs file that yields no valid row at all."""
 
 

@@ -21,12 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from emergence.errors import EmergenceError
+
 JAIL = Path(__file__).with_name("_jail.py")
 SETUP_FAILED = 120
 BASE_UID = 61000  # uids BASE_UID .. BASE_UID + workers - 1 run sandboxed programs
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(EmergenceError):
     """The machine cannot isolate untrusted code (no `unshare`, or namespaces refused)."""
 
 

@@ -17,13 +17,14 @@ from typing import Callable, Iterator
 import torch
 import torch.nn as nn
 
+from emergence.errors import EmergenceError
 from emergence.io import atomic_path, read_json
 from emergence.models.gpt import GPT, GPTConfig
 
 FORMAT = "emergence-checkpoint-v1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(EmergenceError):
     """A missing, corrupt or incompatible checkpoint; the message names the file."""
 
 

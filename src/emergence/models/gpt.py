@@ -99,6 +99,10 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T)."""
+        return self.lm_head(self.hidden(idx))                           # (B, T, V)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final normalised residual stream (B, T, C): the input of the unembedding."""
         B, T = idx.shape
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence of {T} tokens is longer than n_ctx={self.cfg.n_ctx}")
@@ -106,7 +110,7 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)       # (B, T, C)
         for block in self.transformer.h:
             x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))                   # (B, T, V)
+        return self.transformer.ln_f(x)                                 # (B, T, C)
 
 
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from emergence.models.gpt import token_losses
 
@@ -62,13 +63,25 @@ def build_sequences(tokens: Sequence[Sequence[int]], score_from: Sequence[int], 
 
 @torch.inference_mode()
 def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
-    """(N, T) per-token losses, zero where not scored."""
+    """(N, T) per-token losses, zero where not scored; rows in dataset order.
+
+    Sequences are batched by length (less padding) and, for models that expose
+    ``hidden`` (our GPT), the unembedding runs only at the scored positions.
+    """
     out = torch.zeros_like(seqs.mask)
+    order = torch.argsort(seqs.lengths, stable=True)
     for a in range(0, len(seqs), batch_size):
-        b = min(a + batch_size, len(seqs))
-        t = int(seqs.lengths[a:b].max())
-        logits = model(seqs.ids[a:b, :t])
-        out[a:b, :t] = token_losses(logits, seqs.targets[a:b, :t]) * seqs.mask[a:b, :t]
+        idx = order[a:a + batch_size]
+        t = int(seqs.lengths[idx].max())
+        ids, targets, mask = seqs.ids[idx, :t], seqs.targets[idx, :t], seqs.mask[idx, :t].bool()
+        if hasattr(model, "hidden"):
+            h = model.hidden(ids)[mask]                                  # (K, C) scored positions
+            losses = F.cross_entropy(model.lm_head(h).float(), targets[mask], reduction="none")
+            rows = torch.zeros(len(idx), t)
+            rows[mask] = losses
+        else:
+            rows = token_losses(model(ids), targets) * mask
+        out[idx, :t] = rows
     return out
 
 
@@ -77,10 +90,30 @@ def sequence_losses(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -
     return token_loss_matrix(model, seqs, batch_size).sum(1) / seqs.mask.sum(1)
 
 
-def load_pair_sequences(path: str | Path, n_ctx: int, limit: int | None = None) -> SequenceSet:
-    """All correct versions then all buggy versions of the tokenised pairs, scored on the body."""
+def select_pairs(rows: list[dict], n_pairs: int, seed: int) -> list[dict]:
+    """At most one pair per problem (a seeded choice), for `n_pairs` seeded problems (0: all problems).
+
+    One pair per problem keeps the correct versions distinct, so no two observables
+    are the same sequence.
+    """
+    by_task: dict[str, list[dict]] = {}
+    for r in rows:
+        by_task.setdefault(r["task_id"], []).append(r)
+    rng = np.random.default_rng(seed)
+    tasks = sorted(by_task)
+    rng.shuffle(tasks)
+    tasks = sorted(tasks[:n_pairs] if n_pairs else tasks, key=lambda t: (len(t), t))
+    return [by_task[t][int(rng.integers(len(by_task[t])))] for t in tasks]
+
+
+def load_pair_sequences(path: str | Path, n_ctx: int, n_pairs: int | None = None, seed: int = 0) -> SequenceSet:
+    """Correct versions then buggy versions of tokenised pairs, scored on the solution body.
+
+    With `n_pairs` given, one pair per problem is used (see `select_pairs`); otherwise all pairs.
+    """
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    rows = rows[:limit] if limit else rows
+    if n_pairs is not None:
+        rows = select_pairs(rows, n_pairs, seed)
     tokens, starts, names, labels, groups = [], [], [], [], []
     for side in ("correct", "buggy"):
         for r in rows:

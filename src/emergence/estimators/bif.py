@@ -1,0 +1,118 @@
+"""Bayesian influence functions from a trace (Lee et al. 2025, arXiv 2510.12071).
+
+    BIF(z_i, l_j) = - Cov_{p(w|D)}( l_i(w), l_j(w) )
+
+estimated over all draws of all chains pooled (C * T samples, centred once):
+BIF = -(1 / (CT - 1)) L (I - 11^T / CT) L^T. It is the first-order change in the
+posterior mean of l_j when sample i is up-weighted, so a negative value means that
+learning from i lowers the loss on j. The Pearson form replaces the covariance by the
+correlation (-Corr), which is better conditioned for language models.
+
+Token level: with per-token losses, the token x token matrix is computed in blocks
+(``token_bif_blocks``) so it never has to fit in memory, and its average over the
+token pairs of two sequences (``token_bif_by_sequence``) is linear in the standardised
+token losses, so it is computed without forming the token x token matrix at all.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from emergence.estimators.llc import check_finite
+
+
+def pooled(obs: np.ndarray) -> np.ndarray:
+    """(chain, draw, n) -> (chain * draw, n), refusing non-finite draws."""
+    obs = np.asarray(obs, dtype=np.float64)
+    check_finite(obs.reshape(obs.shape[0], -1), "BIF")
+    return obs.reshape(-1, obs.shape[-1])
+
+
+def bif_matrix(obs: np.ndarray, pearson: bool = False) -> np.ndarray:
+    """(n, n) BIF between observables from draws (chain, draw, n)."""
+    x = pooled(obs)
+    x = x - x.mean(axis=0)
+    cov = x.T @ x / (x.shape[0] - 1)
+    if pearson:
+        sd = np.sqrt(np.diag(cov))
+        sd = np.where(sd > 0, sd, np.inf)
+        cov = cov / sd[:, None] / sd[None, :]
+    return -cov
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=0)
+    sd = x.std(axis=0, ddof=1)
+    return x / np.where(sd > 0, sd, np.inf)
+
+
+def token_bif_blocks(token_obs: np.ndarray, block: int = 2048) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """Blocks (rows, cols, -Corr) of the token x token Pearson BIF, `block` tokens at a time."""
+    z = _standardised(pooled(token_obs))
+    n, scale = z.shape[1], 1.0 / (z.shape[0] - 1)
+    for a in range(0, n, block):
+        rows = slice(a, min(a + block, n))
+        for b in range(0, n, block):
+            cols = slice(b, min(b + block, n))
+            yield rows, cols, -(z[:, rows].T @ z[:, cols]) * scale
+
+
+def token_bif_by_sequence(token_obs: np.ndarray, owner: np.ndarray, n_sequences: int) -> np.ndarray:
+    """(n_seq, n_seq) mean over token pairs (a in i, b in j) of the token-level Pearson BIF."""
+    z = _standardised(pooled(token_obs))
+    counts = np.bincount(owner, minlength=n_sequences).astype(float)
+    agg = np.zeros((z.shape[0], n_sequences))
+    np.add.at(agg.T, owner, z.T)
+    agg /= np.where(counts > 0, counts, np.inf)
+    return -(agg.T @ agg) / (z.shape[0] - 1)
+
+
+def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Boolean (n, n) masks of the blocks: correct->correct, correct->buggy, buggy->buggy,
+    each also split into same-problem and different-problem entries. The diagonal
+    (a sequence with itself) is excluded."""
+    index = np.arange(len(labels)) if index is None else index
+    lab, grp = labels[index], groups[index]
+    off_diag = index[:, None] != index[None, :]
+    same = grp[:, None] == grp[None, :]
+    c, b = lab == "correct", lab == "buggy"
+    blocks = {"correct->correct": c[:, None] & c[None, :], "correct->buggy": c[:, None] & b[None, :],
+              "buggy->buggy": b[:, None] & b[None, :]}
+    out = {}
+    for name, m in blocks.items():
+        out[name] = m & off_diag
+        out[f"{name}/same_problem"] = m & off_diag & same
+        out[f"{name}/different_problem"] = m & off_diag & ~same
+    return out
+
+
+def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                     n_boot: int = 500, seed: int = 0, level: float = 0.9) -> dict[str, dict]:
+    """Mean BIF per block, with a bootstrap interval that resamples problems (groups).
+
+    Resampling whole problems keeps the correct and buggy versions of a problem
+    together, so the interval reflects which problems happened to be in the set.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    point = {k: _masked_mean(matrix, m) for k, m in block_masks(labels, groups).items()}
+    problems = np.unique(groups)
+    members = [np.nonzero(groups == g)[0] for g in problems]
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(n_boot):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(problems), len(problems))])
+        sub = matrix[np.ix_(idx, idx)]
+        for k, m in block_masks(labels, groups, idx).items():
+            boots[k].append(_masked_mean(sub, m))
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    out = {}
+    for k, v in point.items():
+        arr = np.asarray([b for b in boots[k] if np.isfinite(b)])
+        out[k] = {"mean": v, "lo": float(np.quantile(arr, lo)) if arr.size else float("nan"),
+                  "hi": float(np.quantile(arr, hi)) if arr.size else float("nan")}
+    return out
+
+
+def _masked_mean(matrix: np.ndarray, mask: np.ndarray) -> float:
+    return float(matrix[mask].mean()) if mask.any() else float("nan")

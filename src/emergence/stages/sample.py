@@ -1,0 +1,107 @@
+"""Stage `sample`: one SGLD trace per checkpoint (sample once, estimate many).
+
+A trace is reused when its cache key (checkpoint weights, sampling data, observables
+and sampler settings) matches, so an interrupted stage resumes without re-sampling
+finished checkpoints. A diverging chain stops the stage with a hint; what was sampled
+is kept in ``step_<N>.partial.nc``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emergence.config import as_dict, load_params
+from emergence.estimators.diagnostics import effective_sample_size, split_rhat
+from emergence.io import sha256_file, write_json
+from emergence.models.checkpoints import CheckpointError, open_series
+from emergence.models.scoring import load_pair_sequences
+from emergence.sampling.sampler_module import SamplerDivergence, sample_lm, sequence_observables
+from emergence.sampling.trace import TraceError, cache_key, load_trace, post_burn_in_draw_losses, save_trace
+from emergence.tracking.wandb import init_run
+
+log = logging.getLogger(__name__)
+NOT_IN_KEY = ("checkpoints",)
+
+
+def selected_steps(requested: list[int], available: list[int]) -> list[int]:
+    missing = sorted(set(requested) - set(available))
+    if missing:
+        raise CheckpointError(f"params: sampler.checkpoints asks for steps {missing} that the series "
+                              f"does not have; available: {available}")
+    return list(requested) or list(available)
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def existing(path: Path, key: str):
+    if not path.exists():
+        return None
+    try:
+        ds = load_trace(path)
+    except TraceError as exc:
+        log.warning("%s; re-sampling", exc)
+        return None
+    return ds if ds.attrs.get("cache_key") == key and ds.attrs.get("status") == "complete" else None
+
+
+def main(args) -> None:
+    p = load_params(args.params)
+    corpus, out = Path(args.corpus), Path(args.out)
+    series = open_series(p.model, args.checkpoints)
+    steps = selected_steps(p.sampler.checkpoints, series.steps)
+    seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx, p.sampler.n_pairs, p.seed)
+    observables = sequence_observables(seqs, p.sampler.obs_batch_size, p.sampler.token_level)
+    data_digest = hashlib.sha256((sha256_file(corpus / "train.bin") + "|".join(seqs.names)).encode()
+                                 + seqs.ids.numpy().tobytes()).hexdigest()
+    settings = {k: v for k, v in as_dict(p.sampler).items() if k not in NOT_IN_KEY}
+    settings.update(seed=p.seed, n_ctx=p.model.n_ctx)
+    run = init_run("sample", p)
+    summary = {}
+    for step in steps:
+        ckpt = series.load(step)
+        key = cache_key(weights_digest(ckpt.model), data_digest, settings)
+        path = out / f"step_{step}.nc"
+        trace = existing(path, key)
+        if trace is not None:
+            log.info("step %d: trace %s is up to date (key %s)", step, path, key)
+        else:
+            t0 = time.perf_counter()
+            try:
+                trace = sample_lm(ckpt.model, p.sampler, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
+                                  observables, attrs={"checkpoint": ckpt.source, "step": step,
+                                                      "cache_key": key, "data_digest": data_digest})
+            except SamplerDivergence as exc:
+                save_trace(exc.trace.assign_attrs(step=step, cache_key=key), out / f"step_{step}.partial.nc")
+                run.finish(exit_code=1)
+                raise SamplerDivergence(f"checkpoint step {step}: {exc}", exc.step, exc.chain, exc.trace) from None
+            trace.attrs["seconds"] = round(time.perf_counter() - t0, 1)
+            save_trace(trace, path)
+            (out / f"step_{step}.partial.nc").unlink(missing_ok=True)
+            log.info("step %d: sampled in %.1fs", step, trace.attrs["seconds"])
+        draws = post_burn_in_draw_losses(trace)
+        summary[step] = {"rhat": split_rhat(draws), "ess": effective_sample_size(draws),
+                         "init_loss": float(trace["init_loss"]), "final_loss": float(np.mean(draws[:, -10:]))}
+        run.log({f"sample/loss_trace/step_{step}": _trace_plot(trace, step), **{
+            f"sample/{k}": v for k, v in summary[step].items()}, "checkpoint_step": step})
+    run.finish()
+    write_json(out / "diagnostics.json", {str(k): v for k, v in summary.items()})
+
+
+def _trace_plot(trace, step: int):
+    import wandb
+    loss = trace["loss"].values
+    xs = list(range(loss.shape[1]))
+    return wandb.plot.line_series(xs=xs, ys=[list(map(float, row)) for row in loss],
+                                  keys=[f"chain {c}" for c in range(loss.shape[0])],
+                                  title=f"SGLD loss trace, step {step}", xname="SGLD step")

@@ -1,0 +1,115 @@
+"""The SGLD sampler on a small transformer: records, guards, restriction, caching, and
+agreement with devinterp 2.0.1 on the LLC."""
+import numpy as np
+import pytest
+import torch
+
+from emergence.config import SamplerParams
+from emergence.estimators.llc import llc
+from emergence.models.gpt import GPT, GPTConfig
+from emergence.models.scoring import load_pair_sequences, sequence_losses
+from emergence.sampling.sampler_module import (SamplerDivergence, sample_lm, sequence_observables)
+from emergence.sampling.trace import cache_key, load_trace, save_trace
+
+CFG = dict(lr=1e-5, nbeta=100.0, localization=100.0, preconditioned=False, chains=2, burn_in=5,
+           draws=10, thin=1, batch_size=4, obs_every=2, obs_batch_size=7, init_batches=2, check_every=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_corpus):
+    """A small GPT trained briefly on the tiny corpus (an LLC is defined near a minimum)."""
+    from emergence.models.gpt import token_losses
+    from emergence.models.lm_module import TokenWindows
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, n_ctx=64, n_layer=1, n_head=2, d_model=32, d_mlp=64))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    stream = TokenWindows(str(tiny_corpus / "train.bin"), 64, 16, 123)
+    for step in range(300):
+        x, y = stream.batch(step)
+        loss = token_losses(model(x), y).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def seqs(tiny_corpus):
+    return load_pair_sequences(tiny_corpus / "pairs_tokens.jsonl", 64, n_pairs=6, seed=0)
+
+
+def test_trace_records_in_dataset_order(tiny_model, tiny_corpus, seqs, tmp_path):
+    cfg = SamplerParams(**CFG, token_level=True)
+    trace = sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 64,
+                      sequence_observables(seqs, cfg.obs_batch_size, True))
+    assert trace["loss"].shape == (2, cfg.steps) and np.isfinite(trace["loss"]).all()
+    assert trace["obs"].shape == (2, 5, len(seqs)) and np.isfinite(trace["obs"]).all()
+    assert list(trace["obs_step"].values) == [5, 7, 9, 11, 13]
+    np.testing.assert_allclose(trace["obs_init"].values, sequence_losses(tiny_model, seqs, 64).numpy(), rtol=1e-5)
+    assert list(trace["observable"].values) == seqs.names
+    assert trace["token_obs"].shape[-1] == int(seqs.mask.sum())
+    path = save_trace(trace, tmp_path / "t.nc")
+    again = load_trace(path)
+    np.testing.assert_array_equal(again["obs"].values, trace["obs"].values)
+    assert again.attrs["status"] == "complete"
+
+
+def test_sampling_is_deterministic_and_eval_batch_size_does_not_matter(tiny_model, tiny_corpus, seqs):
+    a = sample_lm(tiny_model, SamplerParams(**CFG), 3, str(tiny_corpus / "train.bin"), 64,
+                  sequence_observables(seqs, 7))
+    b = sample_lm(tiny_model, SamplerParams(**{**CFG, "obs_batch_size": 64}), 3,
+                  str(tiny_corpus / "train.bin"), 64, sequence_observables(seqs, 64))
+    np.testing.assert_array_equal(a["loss"].values, b["loss"].values)
+    np.testing.assert_allclose(a["obs"].values, b["obs"].values, rtol=1e-5)
+
+
+def test_divergence_stops_with_step_chain_and_hint(tiny_model, tiny_corpus):
+    cfg = SamplerParams(**{**CFG, "lr": 10.0, "draws": 40})
+    with pytest.raises(SamplerDivergence, match=r"chain \d+ diverged at step \d+.*lower sampler.lr") as info:
+        sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 64)
+    partial = info.value.trace
+    assert partial.attrs["status"] == "diverged"
+    assert 0 < partial.attrs["steps_done"] < cfg.steps
+    assert np.isfinite(partial["loss"].values[:, 0]).all()
+
+
+def test_weight_restriction_moves_only_the_component(tiny_model, tiny_corpus):
+    from emergence.sampling.sampler_module import SGLDRun, lm_loss, split_chains
+    from emergence.models.lm_module import TokenWindows
+    run = SGLDRun(tiny_model, SamplerParams(**CFG), 0, lm_loss, components=["L0H1"])
+    stream = TokenWindows(str(tiny_corpus / "train.bin"), 64, 8, 0)
+    run.measure_init([stream.batch(99)])
+    for s in range(3):
+        run.iterate(s, split_chains(2)(stream.batch(s)))
+    moved = (run.chains.W != run.optimizer.state[run.chains.W]["anchor"]).any(0)
+    assert torch.equal(moved, run.mask.bool())
+    assert int(run.mask.sum()) == 3 * 16 * 32 + 3 * 16 + 32 * 16  # q, k, v rows (+ biases) and W_O columns
+    assert not run.chains.replicas[0].transformer.wte.weight.requires_grad
+
+
+def test_cache_key_depends_on_weights_data_and_settings():
+    base = cache_key("w", "d", {"lr": 1})
+    assert len({base, cache_key("w2", "d", {"lr": 1}), cache_key("w", "d2", {"lr": 1}),
+                cache_key("w", "d", {"lr": 2})}) == 4
+
+
+def test_llc_agrees_with_devinterp(tiny_model, tiny_corpus):
+    """Same model, data, plain SGLD, eps, n*beta, gamma, chains, draws and batch size."""
+    from datasets import Dataset
+    from devinterp.slt.llc import llc as devinterp_llc
+    from emergence.models.lm_module import TokenWindows
+    settings = dict(lr=3e-5, nbeta=300.0, localization=1000.0, chains=4, draws=300, batch_size=8)
+    windows = TokenWindows(str(tiny_corpus / "train.bin"), 63, 2048, 0).batch(0)  # 64 tokens, 63 targets
+    ids = torch.cat([windows[0], windows[1][:, -1:]], 1)
+    dataset = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
+    result = devinterp_llc(tiny_model, dataset, {},
+                           lr=settings["lr"], n_beta=settings["nbeta"], localization=settings["localization"],
+                           num_chains=settings["chains"], num_draws=settings["draws"],
+                           batch_size=settings["batch_size"], num_burnin_steps=0, device="cpu")
+    theirs, theirs_se = float(result["llc_mean"]), float(result["llc_std"]) / 2
+    cfg = SamplerParams(lr=settings["lr"], nbeta=settings["nbeta"], localization=settings["localization"],
+                        preconditioned=False, chains=4, burn_in=0, draws=300, batch_size=8, init_batches=32,
+                        paired=False)
+    ours = llc(sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 63))
+    print(f"ours {ours['llc']:.3f} +- {ours['llc_se']:.3f}, devinterp {theirs:.3f} +- {theirs_se:.3f}")
+    assert abs(ours["llc"] - theirs) < 4 * np.hypot(ours["llc_se"], theirs_se) + 0.1 * abs(theirs)
