@@ -14,7 +14,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test run data bench clean
+.PHONY: install test run data bench sweep clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,16 @@ run: data
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+SWEEP        ?= conf/sweeps/sgld.yaml
+SWEEP_TRIALS ?= 8
+sweep: install
+	@if [ "$$WANDB_MODE" = online ]; then \
+	  id=$$(wandb sweep --project emergence $(SWEEP) 2>&1 | sed -n 's/.*wandb agent \(.*\)$$/\1/p' | tail -1); \
+	  wandb agent --count $(SWEEP_TRIALS) $$id; \
+	else \
+	  $(PY) -m emergence sweep --config $(SWEEP) --trials $(SWEEP_TRIALS); \
+	fi
 
 clean:
 	rm -rf artifacts .cache wandb

@@ -27,7 +27,20 @@ STAGES = {
                 ("--out", "artifacts/traces")]),
     "influence": ("LLC, BIF matrices and block curves from the traces (Experiment 1)",
                   [("--traces", "artifacts/traces"), ("--out", "artifacts/influence")]),
+    "sae": ("an SAE at one checkpoint and its correctness directions (Experiment 2)",
+            [("--step", None, int), ("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
+             ("--out", "artifacts/sae")]),
+    "emergence": ("the correctness-direction accuracy over training (Experiment 2)",
+                  [("--sae", "artifacts/sae"), ("--out", "artifacts/emergence")]),
+    "sweep": ("offline SGLD hyperparameter sweep with W&B's sweep engine",
+              [("--config", "conf/sweeps/sgld.yaml"), ("--trials", 8, int), ("--step", None, int),
+               ("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
+               ("--out", "artifacts/sweeps")]),
+    "sweep-trial": ("one trial of a W&B sweep (run by `wandb agent`)",
+                    [("--step", None, int), ("--checkpoints", "artifacts/checkpoints"),
+                     ("--corpus", "artifacts/corpus")]),
 }
+ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial")}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,8 +50,8 @@ def parser() -> argparse.ArgumentParser:
     for name, (help_, options) in STAGES.items():
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--params", default="params.yaml")
-        for flag, default in options:
-            sp.add_argument(flag, default=default)
+        for flag, default, *kind in options:
+            sp.add_argument(flag, default=default, type=kind[0] if kind else str)
     return ap
 
 
@@ -47,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("WANDB_MODE", "offline")
-    module = importlib.import_module(f"emergence.stages.{args.stage}")
+    module_name, func = ENTRY.get(args.stage, (f"emergence.stages.{args.stage}", "main"))
     try:
-        module.main(args)
+        getattr(importlib.import_module(module_name), func)(args)
     except (EmergenceError, FileNotFoundError) as exc:
         logging.getLogger("emergence").error("%s", exc)
         return 2

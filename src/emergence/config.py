@@ -206,6 +206,36 @@ class InfluenceParams:
 
 
 @dataclasses.dataclass
+class SAEParams:
+    architecture: str = "topk"       # topk | standard (ReLU + L1)
+    layer: int = -1                  # residual stream after this block; -1: the middle block
+    expansion: int = 8               # d_sae = expansion x d_model
+    k: int = 32                      # topk
+    l1: float = 5.0                  # standard
+    steps: int = 300
+    batch_size: int = 1024
+    buffer_windows: int = 32         # activations are buffered this many windows at a time
+    lr: float = 1e-3
+    read: str = "final"              # final token | pooled over the solution body
+    dense_threshold: float = 0.02    # latents firing on more corpus tokens are dropped
+    top_k: int = 5
+    bootstrap: int = 300
+    steer_alpha: float = 1.0         # steering strength, in units of the median residual norm
+    quality_windows: int = 16
+    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [0, 16, 64, 256, 910, 2000])
+
+    def __post_init__(self) -> None:
+        _require("sae", "architecture", self.architecture, self.architecture in ("topk", "standard"),
+                 "'topk' or 'standard'")
+        _require("sae", "read", self.read, self.read in ("final", "pooled"), "'final' or 'pooled'")
+        for key in ("expansion", "k", "steps", "batch_size", "buffer_windows", "top_k", "quality_windows"):
+            _require("sae", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
+        _require("sae", "dense_threshold", self.dense_threshold, 0 < self.dense_threshold <= 1, "0 < x <= 1")
+        _require("sae", "lr", self.lr, self.lr > 0, "> 0")
+        _require("sae", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
+
+
+@dataclasses.dataclass
 class Params:
     seed: int = 0
     sandbox: SandboxParams = dataclasses.field(default_factory=SandboxParams)
@@ -216,11 +246,18 @@ class Params:
     monitors: MonitorParams = dataclasses.field(default_factory=MonitorParams)
     sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)
     influence: InfluenceParams = dataclasses.field(default_factory=InfluenceParams)
+    sae: SAEParams = dataclasses.field(default_factory=SAEParams)
 
     def __post_init__(self) -> None:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")
         _require("monitors", "icl_early", self.monitors.icl_early, self.monitors.icl_early < self.model.n_ctx - 1,
                  f"< model.n_ctx - 1 = {self.model.n_ctx - 1}")
+        _require("sae", "layer", self.sae.layer, -1 <= self.sae.layer < self.model.n_layer,
+                 f"-1 (middle) or 0..{self.model.n_layer - 1}")
+
+    @property
+    def sae_layer(self) -> int:
+        return (self.model.n_layer - 1) // 2 if self.sae.layer == -1 else self.sae.layer
 
 
 

@@ -47,7 +47,7 @@ def main(args) -> None:
     for step, path in trace_files(Path(args.traces)):
         r = analyse(load_trace(path), p)
         steps.append(step)
-        with atomic_path(out / f"bif_step_{step}.npz") as tmp:
+        with atomic_path(out / "bif_matrices" / f"step_{step}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, cov=r["cov"], pearson=r["pearson"], labels=r["labels"], groups=r["groups"],
                          names=r["names"])

@@ -1,0 +1,142 @@
+"""Stage `sae@<step>` (Experiment 2): an SAE at one checkpoint and its correctness directions.
+
+Writes ``artifacts/sae/step_<N>/``: the SAE (sae-lens format), ``quality.json``,
+``directions.json`` (held-out table with intervals, chosen latents, steering effect)
+and ``top_latents.json`` (the pairs and corpus tokens that activate them most).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emergence.config import load_params
+from emergence.data.tokenizer import load_tokenizer
+from emergence.io import atomic_path, write_json
+from emergence.models.checkpoints import open_series
+from emergence.models.lm_module import TokenWindows, fixed_windows
+from emergence.models.scoring import SequenceSet, load_pair_sequences
+from emergence.sae import directions
+from emergence.sae.sae_module import ActivationStream, firing_frequency, make_sae, sae_quality, train_sae
+from emergence.tracking.wandb import init_run, lightning_logger
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def read_activations(hooked, hook: str, seqs: SequenceSet, mode: str, batch_size: int = 32) -> np.ndarray:
+    """(N, d) activations at `hook`: at each sequence's final token, or mean over its scored body."""
+    out = []
+    for a in range(0, len(seqs), batch_size):
+        b = min(a + batch_size, len(seqs))
+        t = int(seqs.lengths[a:b].max())
+        _, cache = hooked.run_with_cache(seqs.ids[a:b, :t], names_filter=hook)
+        acts = cache[hook]                                               # (B, T, d)
+        if mode == "final":
+            out.append(acts[torch.arange(b - a), seqs.lengths[a:b] - 1])
+        else:
+            m = seqs.mask[a:b, :t, None]
+            out.append((acts * m).sum(1) / m.sum(1))
+    return torch.cat(out).numpy()
+
+
+def top_examples(latent: int, latents: np.ndarray, names: list[str], corpus_feats: np.ndarray,
+                 corpus_tokens: np.ndarray, tok, n: int = 5) -> dict:
+    """The pairs and the corpus tokens (with context) on which a latent is largest."""
+    best = np.argsort(-latents[:, latent])[:n]
+    pos = np.argsort(-corpus_feats[:, latent])[:n]
+    flat = corpus_tokens.reshape(-1)
+
+    def context(i: int) -> str:
+        a = max(0, i - 6)
+        return tok.decode(flat[a:i].tolist()) + "[[" + tok.decode([int(flat[i])]) + "]]" + tok.decode(flat[i + 1:i + 3].tolist())
+
+    return {"pairs": [{"sequence": names[i], "activation": float(latents[i, latent])} for i in best],
+            "corpus": [{"context": context(int(i)), "activation": float(corpus_feats[i, latent])} for i in pos]}
+
+
+def main(args) -> None:
+    p = load_params(args.params)
+    step, corpus, out = int(args.step), Path(args.corpus), Path(args.out) / f"step_{args.step}"
+    torch.manual_seed(p.seed)
+    hooked = open_series(p.model, args.checkpoints).load(step).hooked()
+    hook = f"blocks.{p.sae_layer}.hook_resid_post"
+    d_model = hooked.cfg.d_model
+    sae = make_sae(p.sae.architecture, d_model, p.sae.expansion * d_model, p.sae.l1, p.sae.k, hook)
+    windows = TokenWindows(str(corpus / "train.bin"), p.model.n_ctx, p.sae.buffer_windows, p.seed)
+    logger = lightning_logger("sae", p, name=f"sae-step{step}")
+    train_sae(sae, ActivationStream(hooked, hook, windows, p.sae.batch_size, p.sae.buffer_windows, p.seed),
+              p.sae.steps, p.sae.lr, logger)
+
+    vx, vy = fixed_windows(corpus / "val.bin", p.model.n_ctx, p.sae.quality_windows).tensors
+    quality = sae_quality(sae, hooked, hook, vx, vy)
+    freq = firing_frequency(sae, hooked, hook, vx)
+    dense = freq > p.sae.dense_threshold
+    seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
+    acts = read_activations(hooked, hook, seqs, p.sae.read)
+    with torch.no_grad():
+        latents = sae.encode(torch.from_numpy(acts)).numpy()
+    labels = (seqs.labels == "correct").astype(int)
+    result = directions.evaluate(latents, acts, seqs.lengths.numpy(), labels, seqs.groups, dense, p.seed,
+                                 p.sae.top_k, p.sae.bootstrap)
+    found, sp = result["search"], result["splits"]
+
+    held = np.isin(np.arange(len(seqs) // 2), sp.held_out)  # pairs whose problem is held out
+    pair_index = np.nonzero(held)[0]
+    steer_seqs = seqs.subset(np.r_[pair_index, pair_index + len(seqs) // 2].tolist())
+    norm = float(np.median(np.linalg.norm(acts, axis=1)))
+    w_dec = sae.W_dec.detach()
+    steer_dir = w_dec[found.steering] / w_dec[found.steering].norm()
+    random_dir = torch.randn(d_model, generator=torch.Generator().manual_seed(p.seed))
+    random_dir /= random_dir.norm()
+    alpha = p.sae.steer_alpha * norm
+    effect = directions.steering_effect(hooked, hook, steer_dir, steer_seqs, alpha)
+    control = directions.steering_effect(hooked, hook, random_dir, steer_seqs, alpha)
+
+    with torch.no_grad():
+        corpus_feats = sae.encode(hooked.run_with_cache(vx, names_filter=hook)[1][hook].reshape(-1, d_model)).numpy()
+    tok = load_tokenizer(corpus / "tokenizer.json")
+    chosen = {"t_max": found.positive, "t_min": found.negative, "steering": found.steering}
+    top = {role: {"latent": int(i), "t": float(found.t[i]), "separation": float(found.s[i]),
+                  **top_examples(int(i), latents, seqs.names, corpus_feats, vx.numpy(), tok)}
+           for role, i in chosen.items()}
+    summary = {"step": step, "hook": hook, "read": p.sae.read, "n_sequences": len(seqs),
+               "dense_latents": int(dense.sum()), "table": result["table"], "latents": chosen,
+               "random_latent": result["random_latent"], "top_k_latents": found.top_k.tolist(),
+               "steering": {"alpha": alpha, "effect_mean": float(effect.mean()),
+                            "effect_se": float(effect.std(ddof=1) / np.sqrt(len(effect))),
+                            "random_mean": float(control.mean()),
+                            "random_se": float(control.std(ddof=1) / np.sqrt(len(control))),
+                            "pairs": int(len(effect))}}
+    if (out / "sae").exists():
+        shutil.rmtree(out / "sae")
+    sae.save_inference_model(out / "sae")
+    write_json(out / "quality.json", quality)
+    write_json(out / "directions.json", summary)
+    write_json(out / "top_latents.json", top)
+    _log(p, step, quality, summary, top, logger)
+    acc = result["table"]["latent_t_max"]["accuracy"]
+    log.info("step %d: SAE EV %.3f, L0 %.1f; best latent held-out accuracy %.3f [%.3f, %.3f]; "
+             "steering %+.4f vs random %+.4f", step, quality["explained_variance"], quality["l0"],
+             acc["value"], acc["lo"], acc["hi"], summary["steering"]["effect_mean"],
+             summary["steering"]["random_mean"])
+
+
+def _log(p, step, quality, summary, top, logger) -> None:
+    import wandb
+    run = logger.experiment if logger is not None else init_run("sae", p, name=f"sae-step{step}")
+    rows = [[step, role, v["latent"], v["t"], v["separation"],
+             json.dumps(v["pairs"][:3]), " | ".join(c["context"] for c in v["corpus"][:3])]
+            for role, v in top.items()]
+    table = wandb.Table(columns=["step", "role", "latent", "welch_t", "separation", "top_pairs", "top_corpus_tokens"],
+                        data=rows)
+    metrics = wandb.Table(columns=["method", "metric", "value", "lo", "hi"],
+                          data=[[m, k, v["value"], v["lo"], v["hi"]] for m, t in summary["table"].items()
+                                for k, v in t.items()])
+    run.log({"sae/top_latents": table, "sae/held_out": metrics, **{f"sae/quality/{k}": v for k, v in quality.items()}})
+    run.summary.update({"steering": summary["steering"]})
+    run.finish()

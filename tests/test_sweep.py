@@ -1,0 +1,42 @@
+"""SGLD sweeps: the score, and W&B's sweep engine driving the offline runner on our YAML."""
+from pathlib import Path
+
+import numpy as np
+
+from emergence.tracking.sweep import DIVERGED, convergence_score, load_sweep, run_offline
+
+SWEEP = Path(__file__).resolve().parents[1] / "conf" / "sweeps" / "sgld.yaml"
+
+
+def test_score_prefers_flat_converged_traces():
+    rng = np.random.default_rng(0)
+    flat = 0.1 + 0.001 * rng.normal(size=(2, 100))
+    rising = np.linspace(0.0, 0.2, 100)[None, :].repeat(2, 0)
+    assert convergence_score(flat, 1.0, 50.0) > -0.05
+    assert convergence_score(rising, 1.0, 50.0) < convergence_score(flat, 1.0, 50.0)
+    assert convergence_score(flat, 1.5, 50.0) < convergence_score(flat, 1.0, 50.0)
+    assert convergence_score(-flat, 1.0, -5.0) < -1 and DIVERGED < -1
+
+
+def test_offline_runner_follows_the_yaml_with_bayes_search():
+    from sweeps import next_run
+    spec = load_sweep(SWEEP)
+    next_run(spec, [], validate=True)  # the YAML is a valid W&B sweep
+
+    def trial(config):  # a smooth optimum at lr = 1e-6
+        return -abs(np.log10(config["lr"]) + 6)
+
+    results = run_offline(spec, trial, trials=12, seed=0)
+    assert len(results) == 12
+    for r in results:
+        c = r["config"]
+        assert 1e-8 <= c["lr"] <= 1e-5 and c["nbeta"] in (300.0, 1000.0, 3000.0, 10000.0)
+        assert type(c["lr"]) is float and type(c["draws"]) is int
+    assert max(r["score"] for r in results[6:]) > -0.5
+    assert run_offline(spec, trial, trials=3, seed=0) == results[:3]  # seeded proposals
+
+
+def test_grid_sweep_stops_when_exhausted():
+    spec = {"method": "grid", "metric": {"name": "sgld/score", "goal": "maximize"},
+            "parameters": {"lr": {"values": [1e-6, 1e-7]}}}
+    assert [r["config"]["lr"] for r in run_offline(spec, lambda c: 0.0, trials=5)] == [1e-6, 1e-7]
