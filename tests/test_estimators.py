@@ -10,7 +10,8 @@ from emergence.estimators.bif import (bif_matrix, block_aggregates, token_bif_bl
                                       token_bif_by_sequence)
 from emergence.estimators.diagnostics import effective_sample_size, split_rhat
 from emergence.estimators.llc import DeadChainError, llc
-from emergence.sampling.sampler_module import Observables, SGLDRun
+from emergence.sampling.observables import Observables
+from emergence.sampling.sampler_module import SGLDRun
 
 
 class Potential(nn.Module):
@@ -85,7 +86,8 @@ def test_bif_matches_closed_form_posterior_covariance():
     exact = -(0.5 * S ** 2 + m[:, None] * m[None, :] * S).numpy()
 
     model = LinearRegression(X, y, w_star)
-    obs = Observables(lambda mod: (mod.per_sample().detach(), None), [f"z{i}" for i in range(n)],
+    obs = Observables(lambda mod: {"obs": mod.per_sample().detach(), "token_obs": None, "component_obs": None},
+                      [f"z{i}" for i in range(n)],
                       np.array(["correct"] * n), np.arange(n).astype(str))
     trace = run_sgld(model, lambda mod, b: mod.per_sample().mean(), obs, lr=2e-3, nbeta=nbeta,
                      localization=gamma, burn_in=500, draws=4000, chains=4)

@@ -8,7 +8,8 @@ from emergence.config import SamplerParams
 from emergence.estimators.llc import llc
 from emergence.models.gpt import GPT, GPTConfig
 from emergence.models.scoring import load_pair_sequences, sequence_losses
-from emergence.sampling.sampler_module import (SamplerDivergence, sample_lm, sequence_observables)
+from emergence.sampling.observables import sequence_observables
+from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
 from emergence.sampling.trace import cache_key, load_trace, save_trace
 
 CFG = dict(lr=1e-5, nbeta=100.0, localization=100.0, preconditioned=False, chains=2, burn_in=5,
@@ -41,7 +42,7 @@ def seqs(tiny_corpus):
 def test_trace_records_in_dataset_order(tiny_model, tiny_corpus, seqs, tmp_path):
     cfg = SamplerParams(**CFG, token_level=True)
     trace = sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 64,
-                      sequence_observables(seqs, cfg.obs_batch_size, True))
+                      sequence_observables([seqs], cfg.obs_batch_size, True))
     assert trace["loss"].shape == (2, cfg.steps) and np.isfinite(trace["loss"]).all()
     assert trace["obs"].shape == (2, 5, len(seqs)) and np.isfinite(trace["obs"]).all()
     assert list(trace["obs_step"].values) == [5, 7, 9, 11, 13]
@@ -56,9 +57,9 @@ def test_trace_records_in_dataset_order(tiny_model, tiny_corpus, seqs, tmp_path)
 
 def test_sampling_is_deterministic_and_eval_batch_size_does_not_matter(tiny_model, tiny_corpus, seqs):
     a = sample_lm(tiny_model, SamplerParams(**CFG), 3, str(tiny_corpus / "train.bin"), 64,
-                  sequence_observables(seqs, 7))
+                  sequence_observables([seqs], 7))
     b = sample_lm(tiny_model, SamplerParams(**{**CFG, "obs_batch_size": 64}), 3,
-                  str(tiny_corpus / "train.bin"), 64, sequence_observables(seqs, 64))
+                  str(tiny_corpus / "train.bin"), 64, sequence_observables([seqs], 64))
     np.testing.assert_array_equal(a["loss"].values, b["loss"].values)
     np.testing.assert_allclose(a["obs"].values, b["obs"].values, rtol=1e-5)
 

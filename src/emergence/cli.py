@@ -32,6 +32,11 @@ STAGES = {
              ("--out", "artifacts/sae")]),
     "emergence": ("the correctness-direction accuracy over training (Experiment 2)",
                   [("--sae", "artifacts/sae"), ("--out", "artifacts/emergence")]),
+    "susceptibility": ("susceptibilities and the embryology UMAP from the traces (Experiments 3, 4)",
+                       [("--traces", "artifacts/traces"), ("--out", "artifacts/susceptibility")]),
+    "rllc": ("weight- and data-refined LLCs over training",
+             [("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
+              ("--out", "artifacts/rllc")]),
     "sweep": ("offline SGLD hyperparameter sweep with W&B's sweep engine",
               [("--config", "conf/sweeps/sgld.yaml"), ("--trials", 8, int), ("--step", None, int),
                ("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
@@ -59,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
     os.environ.setdefault("WANDB_MODE", "offline")
     module_name, func = ENTRY.get(args.stage, (f"emergence.stages.{args.stage}", "main"))
     try:

@@ -175,6 +175,7 @@ class SamplerParams:
     divergence_factor: float = 5.0   # stop when a loss exceeds this x the loss at w*
     check_every: int = 10            # steps between divergence checks
     n_pairs: int = 100               # pairs whose two versions are observables (0: all)
+    shift_windows: int = 8           # windows of sampling and of general code scored as data shifts
     checkpoints: list[int] = dataclasses.field(default_factory=list)  # steps to sample ([]: all)
 
     def __post_init__(self) -> None:
@@ -182,7 +183,7 @@ class SamplerParams:
             _require("sampler", key, getattr(self, key), getattr(self, key) > 0, "> 0")
         _require("sampler", "localization", self.localization, self.localization >= 0, ">= 0")
         for key in ("chains", "draws", "thin", "batch_size", "obs_every", "obs_batch_size",
-                    "init_batches", "check_every"):
+                    "init_batches", "check_every", "shift_windows"):
             _require("sampler", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
         _require("sampler", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
         _require("sampler", "n_pairs", self.n_pairs, self.n_pairs >= 0, ">= 0")
@@ -203,6 +204,35 @@ class InfluenceParams:
     def __post_init__(self) -> None:
         _require("influence", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
         _require("influence", "level", self.level, 0 < self.level < 1, "0 < level < 1")
+
+
+@dataclasses.dataclass
+class SusceptibilityParams:
+    bootstrap: int = 300             # blocked-bootstrap resamples for the intervals
+    blocks: int = 4                  # contiguous blocks of draws per chain
+    umap_neighbors: int = 15
+
+    def __post_init__(self) -> None:
+        _require("susceptibility", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
+        _require("susceptibility", "blocks", self.blocks, self.blocks >= 1, ">= 1")
+        _require("susceptibility", "umap_neighbors", self.umap_neighbors, self.umap_neighbors >= 2, ">= 2")
+
+
+@dataclasses.dataclass
+class RLLCParams:
+    """Refined LLCs (Wang et al. 2025): sampling restricted to one component, or on other data."""
+    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [16, 128, 474, 2000])
+    draws: int = 40
+    burn_in: int = 20
+    chains: int = 2
+    batch_size: int = 4
+    data_refined: bool = True        # also the whole-model LLC sampled on correct / on buggy code
+    clusters: int = 3                # clusters of heads by their rLLC trajectories
+
+    def __post_init__(self) -> None:
+        for key in ("draws", "chains", "batch_size", "clusters"):
+            _require("rllc", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
+        _require("rllc", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
 
 
 @dataclasses.dataclass
@@ -247,6 +277,8 @@ class Params:
     sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)
     influence: InfluenceParams = dataclasses.field(default_factory=InfluenceParams)
     sae: SAEParams = dataclasses.field(default_factory=SAEParams)
+    susceptibility: SusceptibilityParams = dataclasses.field(default_factory=SusceptibilityParams)
+    rllc: RLLCParams = dataclasses.field(default_factory=RLLCParams)
 
     def __post_init__(self) -> None:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")

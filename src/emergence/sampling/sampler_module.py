@@ -21,13 +21,15 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import xarray as xr
+from torch.utils.data import DataLoader, IterableDataset
 
 from emergence.config import SamplerParams, as_dict
 from emergence.errors import EmergenceError
 from emergence.io import seed_for
 from emergence.models.gpt import token_losses
-from emergence.models.scoring import SequenceSet, token_loss_matrix
+from emergence.models.scoring import SequenceSet
 from emergence.sampling.chains import FlatChains
+from emergence.sampling.observables import Observables
 from emergence.sampling.sgld import RMSPropSGLD
 
 LossFn = Callable[[nn.Module, object], torch.Tensor]
@@ -45,32 +47,6 @@ def lm_loss(model: nn.Module, batch) -> torch.Tensor:
     """Mean next-token loss of a (x, y) batch."""
     x, y = batch
     return token_losses(model(x), y).mean()
-
-
-@dataclasses.dataclass
-class Observables:
-    """What is measured at the draws: ``fn(model) -> (values (n,), token values (k,) or None)``."""
-
-    fn: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]]
-    names: list[str]
-    labels: np.ndarray
-    groups: np.ndarray
-    token_owner: np.ndarray | None = None  # (k,) observable index of each token value
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def sequence_observables(seqs: SequenceSet, batch_size: int, token_level: bool = False) -> Observables:
-    """Per-sequence mean losses of `seqs` (and their per-token losses if `token_level`)."""
-    scored = seqs.mask.bool()
-
-    def fn(model: nn.Module):
-        tokens = token_loss_matrix(model, seqs, batch_size)
-        return tokens.sum(1) / seqs.mask.sum(1), (tokens[scored] if token_level else None)
-
-    owner = torch.nonzero(scored)[:, 0].numpy().astype(np.int32) if token_level else None
-    return Observables(fn, list(seqs.names), seqs.labels, seqs.groups, owner)
 
 
 class SGLDRun:
@@ -99,6 +75,9 @@ class SGLDRun:
             self.obs_init = torch.full((len(observables),), float("nan"))
             if observables.token_owner is not None:
                 self.token_obs = torch.full((C, len(self.obs_steps), len(observables.token_owner)), float("nan"))
+            if observables.components is not None:
+                self.component_obs = torch.full((C, len(self.obs_steps), len(observables.components)), float("nan"))
+                self.component_init = torch.full((len(observables.components),), float("nan"))
 
     # -- measurements -----------------------------------------------------------------
     @torch.no_grad()
@@ -107,15 +86,20 @@ class SGLDRun:
         model = self.chains.replicas[0]
         self.init_loss = float(torch.stack([self.loss_fn(model, b) for b in batches]).mean())
         if self.observables is not None:
-            self.obs_init[:] = self.observables.fn(model)[0]
+            measured = self.observables.fn(model)
+            self.obs_init[:] = measured["obs"]
+            if measured["component_obs"] is not None:
+                self.component_init[:] = measured["component_obs"]
 
     @torch.no_grad()
     def observe(self, k: int) -> None:
         for c, model in enumerate(self.chains.replicas):
-            values, token_values = self.observables.fn(model)
-            self.obs[c, k] = values
-            if token_values is not None:
-                self.token_obs[c, k] = token_values
+            measured = self.observables.fn(model)
+            self.obs[c, k] = measured["obs"]
+            if measured["token_obs"] is not None:
+                self.token_obs[c, k] = measured["token_obs"]
+            if measured["component_obs"] is not None:
+                self.component_obs[c, k] = measured["component_obs"]
 
     # -- one iteration ----------------------------------------------------------------
     def chain_losses(self, chain_batches: Sequence) -> torch.Tensor:
@@ -179,6 +163,10 @@ class SGLDRun:
             if obs.token_owner is not None:
                 data["token_obs"] = (("chain", "obs_draw", "token"), self.token_obs.numpy())
                 data["token_sequence"] = (("token",), obs.token_owner)
+            if obs.components is not None:
+                data["component_obs"] = (("chain", "obs_draw", "component"), self.component_obs.numpy())
+                data["component_init"] = (("component",), self.component_init.numpy())
+                coords["component"] = list(obs.components)
         base = {"config": json.dumps(as_dict(self.cfg), sort_keys=True), "status": status,
                 "steps_done": self.steps_done,
                 "components": json.dumps(sorted(set(self._components()))) if self.mask is not None else "[]"}
@@ -207,12 +195,47 @@ class SamplerModule(pl.LightningModule):
         self.run.end(s, losses)
 
 
+def masked_lm_loss(model: nn.Module, batch) -> torch.Tensor:
+    """Mean loss over the scored positions of an (ids, targets, mask) batch of sequences."""
+    ids, targets, mask = batch
+    return (token_losses(model(ids), targets) * mask).sum() / mask.sum()
+
+
+class SequenceBatches(IterableDataset):
+    """Endless batches (ids, targets, mask) of `size` sequences drawn at random from a SequenceSet."""
+
+    def __init__(self, seqs: SequenceSet, size: int, seed: int):
+        self.seqs, self.size, self.seed = seqs, size, seed
+
+    def batch(self, step: int):
+        g = torch.Generator().manual_seed(seed_for(self.seed, "sequences", step))
+        idx = torch.randint(0, len(self.seqs), (self.size,), generator=g)
+        t = int(self.seqs.lengths.max())
+        return self.seqs.ids[idx, :t], self.seqs.targets[idx, :t], self.seqs.mask[idx, :t]
+
+    def __iter__(self):
+        step = 0
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
 def split_chains(chains: int) -> Callable:
-    """Split an (x, y) batch of chains * b windows into one (x, y) per chain."""
+    """Split a batch of chains * b rows (a tuple of tensors) into one tuple per chain."""
     def split(batch):
-        x, y = batch
-        return list(zip(x.view(chains, -1, x.shape[-1]), y.view(chains, -1, y.shape[-1])))
+        return list(zip(*(t.view(chains, -1, *t.shape[1:]) for t in batch)))
     return split
+
+
+def run_sampler(run: SGLDRun, stream, init_stream, progress: bool = False, attrs: dict | None = None) -> xr.Dataset:
+    """Measure w*, then drive `run` under the Lightning Trainer over `stream` (chains * batch rows per step)."""
+    cfg = run.cfg
+    run.measure_init([init_stream.batch(i) for i in range(cfg.init_batches)])
+    trainer = pl.Trainer(max_steps=cfg.steps, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=progress,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(SamplerModule(run, split_chains(cfg.chains)), train_dataloaders=DataLoader(stream, batch_size=None))
+    return run.to_dataset(attrs=attrs)
 
 
 def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str, n_ctx: int,
@@ -222,16 +245,15 @@ def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str
 
     Raises :class:`SamplerDivergence` (with the partial trace) if a chain diverges.
     """
-    from torch.utils.data import DataLoader
-
     from emergence.models.lm_module import TokenWindows
     run = SGLDRun(model, cfg, seed, lm_loss, observables, components)
-    init = TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init"))
-    run.measure_init([init.batch(i) for i in range(cfg.init_batches)])
-    stream = TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data"))
-    trainer = pl.Trainer(max_steps=cfg.steps, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=progress,
-                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(SamplerModule(run, split_chains(cfg.chains)),
-                train_dataloaders=DataLoader(stream, batch_size=None))
-    return run.to_dataset(attrs=attrs)
+    return run_sampler(run, TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data")),
+                       TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init")), progress, attrs)
+
+
+def sample_sequences(model: nn.Module, cfg: SamplerParams, seed: int, seqs: SequenceSet,
+                     components: Sequence[str] | None = None, attrs: dict | None = None) -> xr.Dataset:
+    """Sample with the loss on scored positions of `seqs` (a data-refined posterior)."""
+    run = SGLDRun(model, cfg, seed, masked_lm_loss, None, components)
+    return run_sampler(run, SequenceBatches(seqs, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data")),
+                       SequenceBatches(seqs, cfg.batch_size, seed_for(seed, "sgld-init")), attrs=attrs)

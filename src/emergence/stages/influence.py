@@ -30,6 +30,9 @@ def trace_files(directory: Path) -> list[tuple[int, Path]]:
 
 
 def analyse(trace, p) -> dict:
+    """LLC, and the BIF between the pair sequences (correct and buggy versions)."""
+    pairs = np.isin(trace["label"].values.astype(str), ["correct", "buggy"])
+    trace = trace.isel(observable=np.nonzero(pairs)[0])
     labels, groups = trace["label"].values.astype(str), trace["group"].values.astype(str)
     cov = bif_matrix(trace["obs"].values)
     pearson = bif_matrix(trace["obs"].values, pearson=True)

@@ -7,20 +7,22 @@ is kept in ``step_<N>.partial.nc``.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from emergence.config import as_dict, load_params
 from emergence.estimators.diagnostics import effective_sample_size, split_rhat
 from emergence.io import sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
-from emergence.models.scoring import load_pair_sequences
-from emergence.sampling.sampler_module import SamplerDivergence, sample_lm, sequence_observables
+from emergence.models.lm_module import fixed_windows
+from emergence.models.scoring import SequenceSet, build_sequences, load_pair_sequences
+from emergence.sampling.observables import sequence_observables
+from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
 from emergence.sampling.trace import TraceError, cache_key, load_trace, post_burn_in_draw_losses, save_trace
 from emergence.tracking.wandb import init_run
 
@@ -34,6 +36,23 @@ def selected_steps(requested: list[int], available: list[int]) -> list[int]:
         raise CheckpointError(f"params: sampler.checkpoints asks for steps {missing} that the series "
                               f"does not have; available: {available}")
     return list(requested) or list(available)
+
+
+def observable_sets(p, corpus: Path) -> list[SequenceSet]:
+    """The pairs (one per problem), windows of the sampling corpus and of held-out general code.
+
+    The last two give the data shifts' reference (sampling) and the general-code shift;
+    the general-code pass also records the component observables.
+    """
+    pairs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx, p.sampler.n_pairs, p.seed)
+    out = [pairs]
+    for label, split in (("sampling", "train"), ("general", "val")):
+        x, y = fixed_windows(corpus / f"{split}.bin", p.model.n_ctx, p.sampler.shift_windows).tensors
+        tokens = torch.cat([x, y[:, -1:]], 1).tolist()
+        n = len(tokens)
+        out.append(build_sequences(tokens, [1] * n, p.model.n_ctx, [f"{label}/{i}" for i in range(n)],
+                                   [label] * n, [label] * n))
+    return out
 
 
 def weights_digest(model) -> str:
@@ -60,10 +79,12 @@ def main(args) -> None:
     corpus, out = Path(args.corpus), Path(args.out)
     series = open_series(p.model, args.checkpoints)
     steps = selected_steps(p.sampler.checkpoints, series.steps)
-    seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx, p.sampler.n_pairs, p.seed)
-    observables = sequence_observables(seqs, p.sampler.obs_batch_size, p.sampler.token_level)
-    data_digest = hashlib.sha256((sha256_file(corpus / "train.bin") + "|".join(seqs.names)).encode()
-                                 + seqs.ids.numpy().tobytes()).hexdigest()
+    sets = observable_sets(p, corpus)
+    observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level,
+                                       component_probe=2 if p.model.source == "own" else None,
+                                       model=series.load(steps[0]).model)
+    data_digest = hashlib.sha256((sha256_file(corpus / "train.bin") + "|".join(observables.names)).encode()
+                                 + b"".join(s.ids.numpy().tobytes() for s in sets)).hexdigest()
     settings = {k: v for k, v in as_dict(p.sampler).items() if k not in NOT_IN_KEY}
     settings.update(seed=p.seed, n_ctx=p.model.n_ctx)
     run = init_run("sample", p)

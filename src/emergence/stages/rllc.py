@@ -1,0 +1,94 @@
+"""Stage `rllc`: refined LLCs over training (Wang et al. 2025, arXiv 2410.02984).
+
+* weight-refined: lambda_hat(w*; V) with SGLD restricted to one component V (each head
+  ``L{l}H{h}`` and each MLP ``L{l}.mlp``), the rest fixed at the checkpoint;
+* data-refined: the whole-model LLC with the sampling loss on correct code, and on buggy
+  code (the solution bodies of the pairs), instead of the corpus.
+Heads are clustered by the shape of their rLLC trajectories (Ward linkage on z-scored
+curves). Traces are kept and reused by cache key, like the main sampling stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from emergence.analysis import plots
+from emergence.config import as_dict, load_params
+from emergence.estimators.llc import llc
+from emergence.io import sha256_file, write_json
+from emergence.models.checkpoints import open_series
+from emergence.models.scoring import load_pair_sequences
+from emergence.sampling.observables import component_names
+from emergence.sampling.sampler_module import sample_lm, sample_sequences
+from emergence.sampling.trace import cache_key, save_trace
+from emergence.stages.sample import existing, selected_steps, weights_digest
+from emergence.tracking.wandb import init_run, log_curves
+
+log = logging.getLogger(__name__)
+
+
+def cluster_trajectories(curves: np.ndarray, k: int) -> list[int]:
+    """Cluster labels (1..k) of rows of (components, steps) curves by their z-scored shape."""
+    if len(curves) <= 1:
+        return [1] * len(curves)
+    z = (curves - curves.mean(1, keepdims=True)) / np.where(curves.std(1, keepdims=True) > 0,
+                                                            curves.std(1, keepdims=True), 1.0)
+    return fcluster(linkage(z, "ward"), t=min(k, len(curves)), criterion="maxclust").tolist()
+
+
+def main(args) -> None:
+    p = load_params(args.params)
+    corpus, out = Path(args.corpus), Path(args.out)
+    series = open_series(p.model, args.checkpoints)
+    steps = selected_steps(p.rllc.checkpoints, series.steps)
+    cfg = dataclasses.replace(p.sampler, draws=p.rllc.draws, burn_in=p.rllc.burn_in, chains=p.rllc.chains,
+                              batch_size=p.rllc.batch_size, obs_every=1)
+    seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
+    sides = {side: seqs.subset(np.nonzero(seqs.labels == side)[0].tolist()) for side in ("correct", "buggy")}
+    settings = {**as_dict(cfg), "seed": p.seed, "data": sha256_file(corpus / "train.bin")}
+    results: dict[str, dict[int, dict]] = {}
+    for step in steps:
+        model = series.load(step).model
+        digest = weights_digest(model)
+        jobs = {comp: (lambda comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
+                                                    components=[comp]))
+                for comp in component_names(model)}
+        if p.rllc.data_refined:
+            for side, data in sides.items():
+                jobs[f"data:{side}"] = lambda data=data: sample_sequences(model, cfg, p.seed, data)
+        for name, job in jobs.items():
+            key = cache_key(digest, name, settings)
+            path = out / "traces" / f"step_{step}_{name.replace(':', '-')}.nc"
+            trace = existing(path, key)
+            if trace is None:
+                trace = job().assign_attrs(cache_key=key, step=step, refinement=name)
+                save_trace(trace, path)
+            est = llc(trace)
+            results.setdefault(name, {})[step] = {"llc": est["llc"], "llc_se": est["llc_se"], "rhat": est["rhat"]}
+            log.info("step %d %s: rLLC %.2f +- %.2f", step, name, est["llc"], est["llc_se"])
+
+    heads = [n for n in results if not n.startswith("data:")]
+    attention = [n for n in heads if "H" in n]
+    clusters = dict(zip(attention, cluster_trajectories(
+        np.array([[results[n][s]["llc"] for s in steps] for n in attention]), p.rllc.clusters)))
+    rows = [{"step": s, "component": n, **results[n][s]} for n in results for s in steps]
+    write_json(out / "curve.json", rows)
+    write_json(out / "metrics.json", {"head_clusters": clusters,
+                                      "final": {n: results[n][steps[-1]]["llc"] for n in results}})
+    run = init_run("rllc", p)
+    weight_fig = plots.curves(steps, {n: [results[n][s]["llc"] for s in steps] for n in heads},
+                              "weight-refined LLC per component", "rLLC")
+    log_curves(run, "rllc/weight_refined", steps, {n: [results[n][s]["llc"] for s in steps] for n in heads}, weight_fig)
+    plots.save(weight_fig, out / "weight_refined.png")
+    if p.rllc.data_refined:
+        data_fig = plots.curves(steps, {n: [results[n][s]["llc"] for s in steps] for n in results if n.startswith("data:")},
+                                "data-refined LLC: correct vs buggy code", "drLLC")
+        log_curves(run, "rllc/data_refined", steps,
+                   {n: [results[n][s]["llc"] for s in steps] for n in results if n.startswith("data:")}, data_fig)
+        plots.save(data_fig, out / "data_refined.png")
+    run.summary.update({"head_clusters": clusters})
+    run.finish()
