@@ -14,7 +14,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test run data bench sweep clean
+.PHONY: install test run smoke data bench sweep clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ data: install
 run: data
 	EMERGENCE_RUN_GROUP=run-$$(date +%Y%m%d-%H%M%S) dvc repro
 
+smoke: data
+	$(PY) -m emergence profile --name smoke --out build/smoke
+	cd build/smoke && EMERGENCE_RUN_GROUP=smoke-$$(date +%Y%m%d-%H%M%S) dvc repro
+
 bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
@@ -47,4 +51,4 @@ sweep: install
 	fi
 
 clean:
-	rm -rf artifacts .cache wandb
+	rm -rf artifacts build .cache wandb

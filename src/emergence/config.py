@@ -48,12 +48,14 @@ class PairsParams:
     candidates_per_problem: int = 10
     min_pairs: int = 150
     extra_files: list[str] = dataclasses.field(default_factory=list)
+    max_problems: int = 0            # 0: every HumanEval problem
 
     def __post_init__(self) -> None:
         _require("pairs", "max_per_problem", self.max_per_problem, self.max_per_problem >= 1, ">= 1")
         _require("pairs", "candidates_per_problem", self.candidates_per_problem,
                  self.candidates_per_problem >= self.max_per_problem, ">= pairs.max_per_problem")
         _require("pairs", "min_pairs", self.min_pairs, self.min_pairs >= 0, ">= 0")
+        _require("pairs", "max_problems", self.max_problems, self.max_problems >= 0, ">= 0 (0: all)")
 
 
 @dataclasses.dataclass
@@ -236,6 +238,20 @@ class RLLCParams:
 
 
 @dataclasses.dataclass
+class ProbeParams:
+    max_pairs: int = 40              # held-out pairs patched per checkpoint
+    share: float = 0.1               # a component carries a significant share when its lower bound passes this
+    head_threshold: float = 0.3      # score a head needs for its class in the taxonomy
+    windows: int = 8                 # general-code windows in the trajectory probe set
+    turn_degrees: float = 60.0       # bend of the trajectory that marks a turning point
+
+    def __post_init__(self) -> None:
+        _require("probes", "max_pairs", self.max_pairs, self.max_pairs >= 1, ">= 1")
+        _require("probes", "windows", self.windows, self.windows >= 1, ">= 1")
+        _require("probes", "turn_degrees", self.turn_degrees, 0 < self.turn_degrees < 180, "0 < x < 180")
+
+
+@dataclasses.dataclass
 class SAEParams:
     architecture: str = "topk"       # topk | standard (ReLU + L1)
     layer: int = -1                  # residual stream after this block; -1: the middle block
@@ -279,6 +295,7 @@ class Params:
     sae: SAEParams = dataclasses.field(default_factory=SAEParams)
     susceptibility: SusceptibilityParams = dataclasses.field(default_factory=SusceptibilityParams)
     rllc: RLLCParams = dataclasses.field(default_factory=RLLCParams)
+    probes: ProbeParams = dataclasses.field(default_factory=ProbeParams)
 
     def __post_init__(self) -> None:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")
@@ -291,6 +308,13 @@ class Params:
     def sae_layer(self) -> int:
         return (self.model.n_layer - 1) // 2 if self.sae.layer == -1 else self.sae.layer
 
+
+
+def merged_yaml(base: str | Path, profile: str | Path) -> str:
+    """params.yaml with a profile's overrides merged in (validated), as YAML text."""
+    merged = OmegaConf.merge(OmegaConf.load(base), OmegaConf.load(profile))
+    OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Params), merged))
+    return OmegaConf.to_yaml(merged)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:

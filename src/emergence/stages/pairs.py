@@ -18,6 +18,7 @@ def main(args) -> None:
     limits = sandbox.Limits(timeout_s=p.sandbox.timeout_s, cpu_seconds=p.sandbox.cpu_seconds,
                             memory_mb=p.sandbox.memory_mb, max_processes=p.sandbox.max_processes)
     problems = pairs.load_humaneval(args.humaneval)
+    problems = problems[:p.pairs.max_problems] if p.pairs.max_problems else problems
     rows = pairs.build_pairs(problems, p.seed, p.pairs.max_per_problem,
                              p.pairs.candidates_per_problem, limits, p.sandbox.workers)
     malformed = 0

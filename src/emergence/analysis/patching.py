@@ -1,0 +1,136 @@
+"""Activation patching for correctness, position-aware, through transformer-lens hooks.
+
+For a pair whose two versions have the same token length (they differ only inside the
+mutated span), the metric is the mean loss on the tokens after the span - the same
+tokens in both versions, read in different contexts. Patching a component's activation
+from the correct run into the buggy run at some positions gives the normalised effect
+
+    effect = (m_patched - m_buggy) / (m_correct - m_buggy)
+
+0 when the component carries none of the correct-vs-buggy difference, 1 when it
+carries all of it. Components: each head (``blocks.{l}.attn.hook_z``, one head index),
+each MLP output (``blocks.{l}.hook_mlp_out``), each layer's residual stream
+(``blocks.{l}.hook_resid_post``), and named groups of heads patched together.
+Positions: the mutated span, the next few tokens, and the rest downstream.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from emergence.models.gpt import token_losses
+
+POSITIONS = ("bug", "next_4", "downstream")
+
+
+@dataclasses.dataclass
+class PatchPair:
+    correct: torch.Tensor   # (T,) token ids
+    buggy: torch.Tensor     # (T,)
+    start: int              # first token of the mutated span
+    end: int                # one past its last token
+
+
+def patchable_pairs(rows: Sequence[dict], n_ctx: int) -> list[PatchPair]:
+    """Pairs of equal token length whose tokens differ only inside the recorded bug span,
+    cut (like the scoring windows) to their last n_ctx + 1 tokens when the span stays inside."""
+    out = []
+    for r in rows:
+        c, b = r["correct_ids"], r["buggy_ids"]
+        if len(c) != len(b) or "buggy_span" not in r:
+            continue
+        start, end = r["buggy_span"]
+        diff = [i for i in range(len(c)) if c[i] != b[i]]
+        cut = max(0, len(c) - (n_ctx + 1))
+        if not diff or diff[0] < start or diff[-1] >= end or end >= len(c) - 1 or start - 1 < cut:
+            continue
+        out.append(PatchPair(torch.tensor(c[cut:]), torch.tensor(b[cut:]), start - cut, end - cut))
+    return out
+
+
+def position_sets(pair: PatchPair) -> dict[str, torch.Tensor]:
+    """Input positions of each position group (activations at position i predict token i + 1)."""
+    T = len(pair.correct) - 1
+    bug = torch.arange(max(pair.start - 1, 0), min(pair.end, T))
+    nxt = torch.arange(min(pair.end, T), min(pair.end + 4, T))
+    rest = torch.arange(min(pair.end + 4, T), T)
+    return {"bug": bug, "next_4": nxt, "downstream": rest}
+
+
+def component_hooks(n_layers: int, n_heads: int, groups: dict[str, list[str]]) -> dict[str, list[tuple[str, int | None]]]:
+    """Component name -> [(hook name, head index or None)]."""
+    out: dict[str, list[tuple[str, int | None]]] = {}
+    for layer in range(n_layers):
+        for h in range(n_heads):
+            out[f"L{layer}H{h}"] = [(f"blocks.{layer}.attn.hook_z", h)]
+        out[f"L{layer}.mlp"] = [(f"blocks.{layer}.hook_mlp_out", None)]
+        out[f"L{layer}.resid"] = [(f"blocks.{layer}.hook_resid_post", None)]
+    for name, members in groups.items():
+        out[name] = [hook for m in members for hook in out[m]]
+    return out
+
+
+def head_groups(n_layers: int, n_heads: int) -> dict[str, list[str]]:
+    """Even and odd heads of each layer, as in the Pythia head-patching study."""
+    return {f"L{layer}.{parity}_heads": [f"L{layer}H{h}" for h in range(start, n_heads, 2)]
+            for layer in range(n_layers) for parity, start in (("even", 0), ("odd", 1))}
+
+
+@torch.no_grad()
+def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tuple[str, int | None]]],
+                  source: str = "correct") -> np.ndarray:
+    """(pairs, components, position groups) normalised patching effects (NaN if the pair has no gap).
+
+    Activations are taken from the `source` run ("correct"; "buggy" patches a run into itself).
+    """
+    names = list(components)
+    hook_names = sorted({h for hooks in components.values() for h, _ in hooks})
+    out = np.full((len(pairs), len(names), len(POSITIONS)), np.nan)
+    for i, pair in enumerate(pairs):
+        xc, xb = pair.correct[None, :-1], pair.buggy[None, :-1]
+        target = pair.buggy[None, 1:]
+        scored = slice(pair.end, target.shape[1])                      # predictions of the tokens after the span
+
+        def metric(logits):
+            return float(token_losses(logits, target)[0, scored].mean())
+
+        logits_c = hooked(xc)
+        _, cache_c = hooked.run_with_cache(xc if source == "correct" else xb, names_filter=lambda n: n in hook_names)
+        m_correct = float(token_losses(logits_c, pair.correct[None, 1:])[0, scored].mean())
+        m_buggy = metric(hooked(xb))
+        gap = m_correct - m_buggy
+        if abs(gap) < 1e-6:
+            continue
+        for k, name in enumerate(names):
+            for j, (group, pos) in enumerate(position_sets(pair).items()):
+                if len(pos) == 0:
+                    continue
+
+                def patch(value, hook, pos=pos):
+                    for hook_name, head in components[name]:
+                        if hook.name == hook_name:
+                            src = cache_c[hook_name]
+                            if head is None:
+                                value[:, pos] = src[:, pos]
+                            else:
+                                value[:, pos, head] = src[:, pos, head]
+                    return value
+
+                hooks = [(h, patch) for h in {h for h, _ in components[name]}]
+                out[i, k, j] = (metric(hooked.run_with_hooks(xb, fwd_hooks=hooks)) - m_buggy) / gap
+    return out
+
+
+@torch.no_grad()
+def logit_lens(hooked, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """(layers, N) mean scored loss when each layer's residual stream is decoded directly
+    (final layer norm, then unembedding); the last row equals the model's own loss."""
+    _, cache = hooked.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_resid_post"))
+    out = []
+    for layer in range(hooked.cfg.n_layers):
+        logits = hooked.unembed(hooked.ln_final(cache[f"blocks.{layer}.hook_resid_post"]))
+        out.append(((token_losses(logits, targets) * mask).sum(1) / mask.sum(1)).numpy())
+    return np.array(out)

@@ -1,0 +1,35 @@
+"""Function-space trajectory of a training run (Carroll et al. 2025, arXiv 2501.17745;
+per-token loss analysis of Olsson et al. 2022).
+
+Each checkpoint is a point: its per-token losses on a fixed probe set. The points are
+centred and projected on their principal components (2 and 4), and turning points -
+checkpoints where the direction of travel in PC space bends by more than an angle -
+are candidate stage boundaries.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pca(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(projections (points, k), components (k, features), explained variance ratio (k,))."""
+    centred = matrix - matrix.mean(0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(k, len(s))
+    ratio = s ** 2 / max(float((s ** 2).sum()), 1e-30)
+    return u[:, :k] * s[:k], vt[:k], ratio[:k]
+
+
+def turning_points(points: np.ndarray, min_angle_deg: float = 60.0, min_step: float = 1e-9) -> list[int]:
+    """Indices i where the displacement from i-1 to i and from i to i+1 differ by more than
+    `min_angle_deg` (tiny moves are skipped)."""
+    out = []
+    for i in range(1, len(points) - 1):
+        a, b = points[i] - points[i - 1], points[i + 1] - points[i]
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na < min_step or nb < min_step:
+            continue
+        angle = np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0)))
+        if angle > min_angle_deg:
+            out.append(i)
+    return out
