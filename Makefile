@@ -14,9 +14,14 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test run smoke data bench sweep clean
+.PHONY: install browser test run smoke data bench sweep compare clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
+
+browser:  # Debian's chromium, for the report's headless-browser test
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: install Debian's chromium to run the report browser test"
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(SYSPY) -m venv $(VENV)
@@ -36,6 +41,9 @@ run: data
 smoke: data
 	$(PY) -m emergence profile --name smoke --out build/smoke
 	cd build/smoke && EMERGENCE_RUN_GROUP=smoke-$$(date +%Y%m%d-%H%M%S) dvc repro
+
+compare: install
+	$(PY) -m emergence compare
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,126 @@
+"""Stage `report`: one static, self-contained HTML page with every figure and a summary.
+
+Figures are embedded as data URIs (no network, no CDN); the page marks itself
+``data-rendered="N/M"`` once its images have loaded, which the browser test reads.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from pathlib import Path
+
+from emergence.analysis import plots
+from emergence.config import load_params
+from emergence.io import read_json, write_text
+
+log = logging.getLogger(__name__)
+
+SECTIONS = [
+    ("Training", ["train/loss_curves.png"]),
+    ("Training-dynamics monitors (induction, previous-token, ICL)",
+     ["monitors/prefix_matching.png", "monitors/previous_token.png", "monitors/icl.png"]),
+    ("Experiment 1 - influence dynamics (BIF) and the LLC",
+     ["influence/blocks.png", "influence/llc.png", "influence/heatmaps/*.png"]),
+    ("Experiment 2 - emergence of correctness directions", ["emergence/accuracy.png"]),
+    ("Experiment 3 - susceptibilities", ["susceptibility/heatmaps/*.png"]),
+    ("Experiment 4 - embryology", ["susceptibility/umap_grid.png", "susceptibility/umap.gif"]),
+    ("Refined LLCs", ["rllc/weight_refined.png", "rllc/data_refined.png"]),
+    ("Mechanistic probes", ["probes/patching_over_training.png", "probes/logit_lens.png", "probes/taxonomy.png",
+                            "probes/trajectory.png"]),
+]
+
+CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-rendered', ok + '/' + imgs.length);
+});
+</script>"""
+
+
+def _step_key(path: Path) -> tuple:
+    digits = "".join(ch for ch in path.stem if ch.isdigit())
+    return (int(digits) if digits else -1, path.name)
+
+
+def figure_files(artifacts: Path, pattern: str) -> list[Path]:
+    return sorted(artifacts.glob(pattern), key=_step_key)
+
+
+def embed(path: Path) -> str:
+    mime = "image/gif" if path.suffix == ".gif" else "image/png"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
+
+
+def summary_lines(artifacts: Path) -> list[str]:
+    """Plain sentences from the metrics files that exist."""
+    lines = []
+
+    def have(rel):
+        return (artifacts / rel).exists()
+
+    if have("train/metrics.json"):
+        m = read_json(artifacts / "train/metrics.json")
+        lines.append(f"Training reached val loss {m['val_loss']:.3f} (unigram baseline {m['unigram_val_loss']:.3f}); "
+                     f"at the last checkpoint the correct version of a pair has the lower loss for "
+                     f"{100 * m['pairs_correct_preferred']:.1f}% of pairs (mean gap {m['pairs_loss_gap']:+.4f} nats).")
+    if have("monitors/metrics.json"):
+        m = read_json(artifacts / "monitors/metrics.json")
+        lines.append(f"Induction monitor: highest final prefix-matching score {m['final_max_prefix_matching']:.3f} "
+                     f"({m['top_induction_head']}); final ICL score {m['final_icl']:+.3f}.")
+    if have("influence/metrics.json"):
+        m = read_json(artifacts / "influence/metrics.json")
+        flips = {k: v for k, v in m["sign_flips"].items() if v}
+        peaks = {k: v for k, v in m["peaks"].items() if v}
+        lines.append(f"Final LLC {m['final_llc']:.1f} +- {m['final_llc_se']:.1f}. BIF sign flips: "
+                     f"{json.dumps(flips) if flips else 'none'}; peaks: {json.dumps(peaks) if peaks else 'none'}.")
+    if have("emergence/metrics.json"):
+        m = read_json(artifacts / "emergence/metrics.json")
+        lines.append(f"Correctness direction ({m['best_predictor']}): final held-out accuracy {m['final_accuracy']:.3f}, "
+                     f"AUROC {m['final_auroc']:.3f}; beats the lower baselines from step {m['emergence_step']}; "
+                     f"shape: {m['shape']}.")
+    if have("susceptibility/metrics.json"):
+        m = read_json(artifacts / "susceptibility/metrics.json")
+        lines.append(f"Components responding oppositely to correct and buggy code at the last checkpoint: "
+                     f"{', '.join(m['final_opposite']) or 'none'} (significant: "
+                     f"{', '.join(m['final_opposite_significant']) or 'none'}); persistently from: "
+                     f"{json.dumps(m['opposite_from_step']) or '{}'}.")
+    if have("probes/metrics.json"):
+        m = read_json(artifacts / "probes/metrics.json")
+        lines.append(f"Patching: top components {', '.join(m['patching_top'][:3])}; first checkpoint where a component "
+                     f"carries a significant share: {m['first_significant_step']}; trajectory turning points "
+                     f"{m['turning_points']} (LLC peaks {m['llc_peaks']}).")
+    return lines
+
+
+def training_figure(artifacts: Path) -> None:
+    rows = read_json(artifacts / "train/curve.json")
+    steps = [r["step"] for r in rows]
+    fig = plots.curves(steps, {k: [r[k] for r in rows] for k in ("val_loss", "pairs_correct_loss", "pairs_buggy_loss")},
+                       "validation loss and loss on the pairs", "loss (nats/token)")
+    plots.save(fig, artifacts / "train/loss_curves.png")
+
+
+def main(args) -> None:
+    p = load_params(args.params)
+    artifacts = Path(args.artifacts)
+    if (artifacts / "train/curve.json").exists():
+        training_figure(artifacts)
+    parts = [f"<h1>emergence report</h1><p>model source: {html.escape(p.model.source)}; seed {p.seed}</p>",
+             "<h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary_lines(artifacts)) + "</ul>"]
+    count = 0
+    for title, patterns in SECTIONS:
+        files = [f for pat in patterns for f in figure_files(artifacts, pat)]
+        if files:
+            parts.append(f"<h2>{html.escape(title)}</h2><div class='grid'>" + "".join(embed(f) for f in files) + "</div>")
+            count += len(files)
+    style = ("<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+             ".grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}img{max-width:640px}"
+             "figcaption{font-size:11px;color:#555}</style>")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>emergence report</title>{style}</head>" \
+           f"<body>{''.join(parts)}{CHECK}</body></html>"
+    write_text(Path(args.out) / "index.html", page)
+    log.info("report with %d figures written to %s", count, Path(args.out) / "index.html")

@@ -1,0 +1,143 @@
+"""The whole pipeline on the smoke profile, end to end: twice from scratch with identical
+metrics, the report in a real headless browser, and recovery from interruptions and bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def env(tmp: Path) -> dict:
+    e = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", WANDB_MODE="offline", WANDB_DIR=str(tmp / "wandb"),
+             WANDB_CONFIG_DIR=str(tmp / "wandb-config"), EMERGENCE_RUN_GROUP="test", DVC_NO_ANALYTICS="1")
+    (tmp / "wandb").mkdir(parents=True, exist_ok=True)
+    return e
+
+
+def emergence(*args, cwd: Path, tmp: Path, check=True) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(BIN / "emergence"), *args], cwd=cwd, env=env(tmp), capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"emergence {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def smoke_workspace(tmp: Path) -> Path:
+    emergence("raw", cwd=ROOT, tmp=tmp)
+    ws = tmp / "ws"
+    emergence("profile", "--name", "smoke", "--out", str(ws), cwd=ROOT, tmp=tmp)
+    res = subprocess.run([str(BIN / "dvc"), "repro"], cwd=ws, env=env(tmp), capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return ws
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return [smoke_workspace(tmp_path_factory.mktemp(name)) for name in ("a", "b")]
+
+
+def metric_files(ws: Path) -> dict[str, object]:
+    files = sorted(p for p in (ws / "artifacts").rglob("*.json") if p.name in ("metrics.json", "quality.json"))
+    return {str(p.relative_to(ws)): json.loads(p.read_text()) for p in files}
+
+
+def test_every_stage_ran_and_wrote_its_outputs(runs):
+    ws = runs[0]
+    for rel in ("artifacts/pairs/pairs.jsonl", "artifacts/checkpoints/index.json", "artifacts/traces/step_40.nc",
+                "artifacts/influence/curve.json", "artifacts/emergence/curve.json", "artifacts/susceptibility/umap.json",
+                "artifacts/rllc/curve.json", "artifacts/probes/trajectory.json", "report/index.html"):
+        assert (ws / rel).exists(), rel
+    status = subprocess.run([str(BIN / "dvc"), "status"], cwd=ws, env=env(ws.parent), capture_output=True, text=True)
+    assert "up to date" in status.stdout
+    runs_dir = ws.parent / "wandb" / "wandb"
+    assert len(list(runs_dir.glob("offline-run-*"))) >= 8
+
+
+def test_same_commit_and_params_give_the_same_metrics(runs):
+    a, b = (metric_files(ws) for ws in runs)
+    assert len(a) >= 10 and a.keys() == b.keys()
+    for name in a:
+        assert a[name] == b[name], name
+
+
+def test_report_renders_in_headless_chromium(runs, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: `make install` installs it (Debian package chromium)")
+        pytest.skip("chromium not installed (make install installs it)")
+    page = runs[0] / "report" / "index.html"
+    ARTIFACTS.mkdir(exist_ok=True)
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--enable-logging=stderr",
+             "--v=0"]
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    rendered = dom.stdout.split('data-rendered="')[1].split('"')[0]
+    done, total = map(int, rendered.split("/"))
+    assert total >= 15 and done == total
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "rror" in line or "Uncaught" in line], console
+    shot = subprocess.run(flags + ["--window-size=1400,4000", f"--screenshot={ARTIFACTS / 'report.png'}",
+                                   page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_interrupted_sampling_resumes_without_redoing_finished_checkpoints(runs, tmp_path):
+    ws = runs[1]
+    params = ws / "params-resample.yaml"
+    params.write_text((ws / "params.yaml").read_text().replace("draws: 12", "draws: 14"))
+    traces = tmp_path / "traces"
+    cmd = [str(BIN / "emergence"), "sample", "--params", str(params), "--out", str(traces)]
+    proc = subprocess.Popen(cmd, cwd=ws, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not (traces / "step_0.nc").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (traces / "step_0.nc").exists() and not (traces / "step_40.nc").exists()
+    again = emergence("sample", "--params", str(params), "--out", str(traces), cwd=ws, tmp=tmp_path)
+    assert "step 0: trace" in again.stderr and "is up to date" in again.stderr
+    assert "step 40: sampled" in again.stderr
+    from emergence.sampling.trace import load_trace
+    assert all(load_trace(traces / f"step_{s}.nc").attrs["status"] == "complete" for s in (0, 8, 40))
+
+
+def test_corrupt_checkpoint_is_named(runs, tmp_path):
+    ws = runs[1]
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(ws / "artifacts" / "checkpoints", ckpts)
+    data = (ckpts / "step_8.pt").read_bytes()
+    (ckpts / "step_8.pt").write_bytes(data[: len(data) // 3])
+    res = emergence("monitors", "--checkpoints", str(ckpts), "--out", str(tmp_path / "m"), cwd=ws, tmp=tmp_path,
+                    check=False)
+    assert res.returncode == 2 and "step_8.pt is corrupt or truncated" in res.stderr
+
+
+def test_diverging_chain_stops_with_a_hint_and_keeps_its_samples(runs, tmp_path):
+    ws = runs[1]
+    params = tmp_path / "params.yaml"
+    params.write_text((ws / "params.yaml").read_text().replace("lr: 1.0e-06", "lr: 10.0"))
+    res = emergence("sample", "--params", str(params), "--out", str(tmp_path / "traces"), cwd=ws, tmp=tmp_path,
+                    check=False)
+    assert res.returncode == 2
+    assert "diverged at step" in res.stderr and "lower sampler.lr" in res.stderr
+    assert list((tmp_path / "traces").glob("step_*.partial.nc"))
+
+
+def test_invalid_parameter_fails_at_start_naming_the_key(runs, tmp_path):
+    ws = runs[1]
+    params = tmp_path / "params.yaml"
+    params.write_text((ws / "params.yaml").read_text().replace("nbeta: 1000.0", "nbeta: -5.0"))
+    t = time.time()
+    res = emergence("sample", "--params", str(params), "--out", str(tmp_path / "t"), cwd=ws, tmp=tmp_path, check=False)
+    assert res.returncode == 2 and "sampler.nbeta = -5.0 is invalid" in res.stderr
+    assert time.time() - t < 30 and not (tmp_path / "t").exists()
