@@ -141,3 +141,17 @@ def test_training_writes_series_and_resumes_exactly(tiny_corpus, tiny_params, tm
 def test_unigram_baseline(tiny_corpus):
     loss = unigram_loss(tiny_corpus / "train.bin", tiny_corpus / "val.bin", 300)
     assert 2.0 < loss < 300 ** 0.5
+
+
+def test_training_runs_data_parallel_on_cpu_with_two_processes(tiny_corpus, tmp_path):
+    """Lightning's DDP (gloo on CPU, 2 spawned processes): ranks read disjoint windows, rank 0 writes."""
+    from emergence.config import load_params
+    from tests.conftest import ROOT, TINY
+    p = load_params(ROOT / "params.yaml", TINY + ["train.devices=2", "train.strategy=ddp_spawn"])
+    index = train(p, tiny_corpus, tmp_path / "ddp")
+    assert [c["step"] for c in index["checkpoints"]] == [0, 1, 2, 4, 8, 12]
+    assert index["checkpoints"][-1]["val/loss"] < index["checkpoints"][0]["val/loss"]
+    assert (tmp_path / "ddp" / "last.ckpt").exists()
+    from emergence.models.lm_module import TokenWindows
+    windows = TokenWindows(str(tiny_corpus / "train.bin"), 64, 4, 0)
+    assert not torch.equal(windows.batch(0)[0], windows.batch(1)[0])

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from emergence.io import atomic_path, read_json, write_json
+from emergence.io import read_json, write_json
 from emergence.models.checkpoints import save_checkpoint
 from emergence.models.gpt import GPT, GPTConfig, token_losses
 from emergence.models.scoring import SequenceSet, pair_preference, sequence_losses
@@ -58,9 +58,13 @@ class TokenWindows(IterableDataset):
         return buf[:, :-1], buf[:, 1:]
 
     def __iter__(self):
+        """Batch s of rank r of w processes is window set s * w + r: ranks see disjoint data."""
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         step = self.start_step
         while True:
-            yield self.batch(step)
+            yield self.batch(step * world + rank)
             step += 1
 
 
@@ -167,6 +171,16 @@ class CheckpointSeriesWriter(pl.Callback):
             self._save(trainer, pl_module, step)
 
     def _save(self, trainer, pl_module, step: int) -> None:
+        """Rank 0 writes the series entry; every rank joins the resumable checkpoint's save."""
+        if step > 0:
+            partial = self.resume_path.with_suffix(".ckpt.partial")
+            trainer.save_checkpoint(partial)  # collective under DDP; only rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(partial, self.resume_path)
+        if trainer.is_global_zero:
+            self._write_entry(trainer, pl_module, step)
+
+    def _write_entry(self, trainer, pl_module, step: int) -> None:
         model: GPT = pl_module.model
         was_training = model.training
         model.eval()
@@ -184,6 +198,3 @@ class CheckpointSeriesWriter(pl.Callback):
         self.entries[step] = entry
         write_json(self.index_path, {"checkpoints": [self.entries[s] for s in sorted(self.entries)],
                                      **self.meta})
-        if step > 0:
-            with atomic_path(self.resume_path) as tmp:
-                trainer.save_checkpoint(tmp)
