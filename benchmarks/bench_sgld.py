@@ -56,11 +56,12 @@ def ours(tmp: str, chains: int = CHAINS, n_obs: int = N_OBS, observed: bool = Tr
     import torch
     from emergence.estimators.bif import bif_matrix
     from emergence.models.scoring import build_sequences
-    from emergence.sampling.sampler_module import sample_lm, sequence_observables
+    from emergence.sampling.observables import sequence_observables
+    from emergence.sampling.sampler_module import sample_lm
     model, path, obs_ids = _setup(tmp, n_obs)
     seqs = build_sequences(obs_ids.tolist(), [0] * len(obs_ids), N_CTX, [str(i) for i in range(len(obs_ids))],
                            ["correct"] * len(obs_ids), [str(i) for i in range(len(obs_ids))])
-    observables = sequence_observables(seqs, BATCH) if observed else None
+    observables = sequence_observables([seqs], BATCH) if observed else None
     t0 = time.perf_counter()
     trace = sample_lm(model, _sampler_params(chains), 0, str(path), N_CTX, observables)
     if observed:

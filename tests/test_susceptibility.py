@@ -73,7 +73,7 @@ def test_opposite_responses_and_profiles():
 def test_umap_is_seeded_and_stable():
     from emergence.analysis.embryology import embed
     rng = np.random.default_rng(0)
-    comps = [f"L{l}H{h}" for l in range(2) for h in range(4)] + ["L0.mlp", "L1.mlp"]
+    comps = [f"L{layer}H{h}" for layer in range(2) for h in range(4)] + ["L0.mlp", "L1.mlp"]
     profiles = {s: rng.normal(size=(len(comps), 12)) + s for s in (0, 10, 100)}
     a = embed(profiles, comps, seed=3)
     b = embed(profiles, comps, seed=3)

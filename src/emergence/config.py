@@ -41,6 +41,11 @@ class SandboxParams:
             _require("sandbox", key, v, v > 0, "> 0")
         _require("sandbox", "memory_mb", self.memory_mb, self.memory_mb >= 128, ">= 128 (the interpreter needs it)")
 
+    def limits(self):
+        from emergence.data.sandbox import Limits
+        return Limits(timeout_s=self.timeout_s, cpu_seconds=self.cpu_seconds, memory_mb=self.memory_mb,
+                      max_processes=self.max_processes)
+
 
 @dataclasses.dataclass
 class PairsParams:

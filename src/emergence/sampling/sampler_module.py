@@ -12,7 +12,6 @@ stops the run with :class:`SamplerDivergence`, keeping what was sampled.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from typing import Callable, Sequence
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from emergence.config import load_params
-from emergence.data import pairs, sandbox
+from emergence.data import pairs
 from emergence.io import write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -15,8 +15,7 @@ log = logging.getLogger(__name__)
 def main(args) -> None:
     p = load_params(args.params)
     t0 = time.perf_counter()
-    limits = sandbox.Limits(timeout_s=p.sandbox.timeout_s, cpu_seconds=p.sandbox.cpu_seconds,
-                            memory_mb=p.sandbox.memory_mb, max_processes=p.sandbox.max_processes)
+    limits = p.sandbox.limits()
     problems = pairs.load_humaneval(args.humaneval)
     problems = problems[:p.pairs.max_problems] if p.pairs.max_problems else problems
     rows = pairs.build_pairs(problems, p.seed, p.pairs.max_per_problem,

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from emergence.analysis import patching, plots, trajectory
-from emergence.analysis.dynamics import peaks
 from emergence.analysis.heads import attention_patterns
 from emergence.config import load_params
 from emergence.io import read_json, write_json

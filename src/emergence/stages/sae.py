@@ -16,7 +16,7 @@ import torch
 
 from emergence.config import load_params
 from emergence.data.tokenizer import load_tokenizer
-from emergence.io import atomic_path, write_json
+from emergence.io import write_json
 from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import TokenWindows, fixed_windows
 from emergence.models.scoring import SequenceSet, load_pair_sequences
