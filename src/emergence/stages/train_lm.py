@@ -1,7 +1,9 @@
 """Stage `train_lm`: train our GPT on the corpus and write the checkpoint series.
 
 Interrupted runs resume from ``last.ckpt`` when it was written with the same
-parameters and data; otherwise the series directory is started afresh.
+parameters and data; otherwise the series directory is started afresh. A finished run
+that still matches is kept as it is (delete ``artifacts/checkpoints`` to retrain after
+changing the model code).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
 
 from emergence.config import load_params, params_hash
 from emergence.data.tokenizer import load_tokenizer
@@ -33,6 +35,14 @@ def unigram_loss(train_path: str | Path, val_path: str | Path, vocab_size: int) 
     counts = np.bincount(train, minlength=vocab_size).astype(np.float64) + 1.0
     logp = np.log(counts / counts.sum())
     return float(-logp[val].mean())
+
+
+def _windows_per_batch(batch) -> int:
+    return batch[0].shape[0]
+
+
+def _tokens_per_window(batch) -> int:
+    return batch[0].shape[1]
 
 
 def build_trainer(p, callbacks, logger) -> pl.Trainer:
@@ -69,7 +79,9 @@ def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
                            p.train.batch_size, p.seed, p.train.val_windows)
     module = LMModule(model_cfg, p.train.lr, p.train.min_lr, p.train.warmup_steps, p.train.max_steps,
                       p.train.weight_decay)
-    callbacks = [writer] + ([LearningRateMonitor("step")] if logger is not None else [])
+    monitors = [LearningRateMonitor("step"),  # and tokens/s as train|device/items_per_sec
+                ThroughputMonitor(batch_size_fn=_windows_per_batch, length_fn=_tokens_per_window)]
+    callbacks = [writer] + (monitors if logger is not None else [])
     build_trainer(p, callbacks, logger).fit(module, datamodule=data, ckpt_path=resume)
     return read_json(out / "index.json")
 
