@@ -142,3 +142,16 @@ def test_rhat_and_ess_on_chains_with_known_properties():
     assert effective_sample_size(ar) == pytest.approx(16000 * (1 - phi) / (1 + phi), rel=0.25)
     shifted = iid + np.arange(4)[:, None]
     assert split_rhat(shifted) > 1.5
+
+
+def test_block_bootstrap_adds_no_same_problem_pairs():
+    """Strong same-problem entries must not leak into the different-problem interval."""
+    labels = np.array(["correct"] * 20 + ["buggy"] * 20)
+    groups = np.array([f"p{i}" for i in range(20)] * 2)
+    M = np.full((40, 40), -0.1)
+    for i in range(20):
+        M[i, 20 + i] = M[20 + i, i] = -1.0
+    agg = block_aggregates(M, labels, groups, n_boot=200)
+    cb = agg["correct->buggy"]
+    assert cb["lo"] <= cb["mean"] <= cb["hi"]
+    assert agg["correct->buggy/different_problem"]["lo"] == pytest.approx(-0.1)

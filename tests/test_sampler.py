@@ -114,3 +114,18 @@ def test_llc_agrees_with_devinterp(tiny_model, tiny_corpus):
     ours = llc(sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 63))
     print(f"ours {ours['llc']:.3f} +- {ours['llc_se']:.3f}, devinterp {theirs:.3f} +- {theirs_se:.3f}")
     assert abs(ours["llc"] - theirs) < 4 * np.hypot(ours["llc_se"], theirs_se) + 0.1 * abs(theirs)
+
+
+def test_component_masks_for_gpt_neox():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from emergence.models.checkpoints import HFCausalLM
+    from emergence.sampling.chains import FlatChains
+    model = HFCausalLM(GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                                         num_attention_heads=4, intermediate_size=64)))
+    chains = FlatChains(model, 1)
+    head = chains.mask_for(["L1H2"])
+    assert int(head.sum()) == 3 * 8 * 32 + 3 * 8 + 32 * 8
+    mlp = chains.mask_for(["L0.mlp"])
+    assert int(mlp.sum()) == 32 * 64 + 64 + 64 * 32 + 32
+    with pytest.raises(ValueError, match="no layer 5"):
+        chains.mask_for(["L5H0"])

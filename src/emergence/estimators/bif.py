@@ -68,14 +68,18 @@ def token_bif_by_sequence(token_obs: np.ndarray, owner: np.ndarray, n_sequences:
     return -(agg.T @ agg) / (z.shape[0] - 1)
 
 
-def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None = None,
+                copies: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Boolean (n, n) masks of the blocks: correct->correct, correct->buggy, buggy->buggy,
     each also split into same-problem and different-problem entries. The diagonal
-    (a sequence with itself) is excluded."""
+    (a sequence with itself) is excluded; in a bootstrap sample (`index` with
+    repetitions, `copies` numbering the draws of each problem) entries between two
+    draws of the same problem are excluded too, so resampling adds no same-problem pairs."""
     index = np.arange(len(labels)) if index is None else index
+    copies = np.zeros(len(index), int) if copies is None else copies
     lab, grp = labels[index], groups[index]
-    off_diag = index[:, None] != index[None, :]
     same = grp[:, None] == grp[None, :]
+    off_diag = (index[:, None] != index[None, :]) & ~(same & (copies[:, None] != copies[None, :]))
     c, b = lab == "correct", lab == "buggy"
     blocks = {"correct->correct": c[:, None] & c[None, :], "correct->buggy": c[:, None] & b[None, :],
               "buggy->buggy": b[:, None] & b[None, :]}
@@ -92,19 +96,31 @@ def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     """Mean BIF per block, with a bootstrap interval that resamples problems (groups).
 
     Resampling whole problems keeps the correct and buggy versions of a problem
-    together, so the interval reflects which problems happened to be in the set.
+    together, so the interval reflects which problems happened to be in the set. A whole
+    block's mean is the same-problem and different-problem means weighted by their
+    shares in the data, in every resample too (resampling would otherwise change the
+    share of same-problem entries and shift the interval).
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
-    point = {k: _masked_mean(matrix, m) for k, m in block_masks(labels, groups).items()}
+    masks = block_masks(labels, groups)
+    point = {k: _masked_mean(matrix, m) for k, m in masks.items()}
+    share = {k: masks[f"{k}/same_problem"].sum() / max(masks[k].sum(), 1) for k in masks if "/" not in k}
     problems = np.unique(groups)
     members = [np.nonzero(groups == g)[0] for g in problems]
     rng = np.random.default_rng(seed)
     boots: dict[str, list[float]] = {k: [] for k in point}
     for _ in range(n_boot):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(problems), len(problems))])
+        draw = rng.integers(0, len(problems), len(problems))
+        idx = np.concatenate([members[i] for i in draw])
+        copies = np.concatenate([np.full(len(members[i]), c) for c, i in enumerate(draw)])
         sub = matrix[np.ix_(idx, idx)]
-        for k, m in block_masks(labels, groups, idx).items():
-            boots[k].append(_masked_mean(sub, m))
+        means = {k: _masked_mean(sub, m) for k, m in block_masks(labels, groups, idx, copies).items()}
+        for k in point:
+            if "/" in k:
+                boots[k].append(means[k])
+            else:
+                parts = [(share[k], means[f"{k}/same_problem"]), (1 - share[k], means[f"{k}/different_problem"])]
+                boots[k].append(sum(w * v for w, v in parts if w > 0))
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     out = {}
     for k, v in point.items():

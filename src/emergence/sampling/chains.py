@@ -97,9 +97,9 @@ def component_slices(model: nn.Module, component: str) -> list[tuple[str, tuple]
     h = int(head)
     if neox:
         qkv, out = base + "attention.query_key_value.", base + "attention.dense."
-        d_head = names[out + "weight"].shape[1] // model.hf.config.num_attention_heads if hasattr(model, "hf") \
-            else names[out + "weight"].shape[1] // model.config.num_attention_heads
-        rows = slice(h * 3 * d_head, (h + 1) * 3 * d_head)
+        config = model.hf.config if hasattr(model, "hf") else model.config
+        d_head = names[out + "weight"].shape[1] // config.num_attention_heads
+        rows = slice(h * 3 * d_head, (h + 1) * 3 * d_head)  # NeoX packs q, k, v per head
         return [(qkv + "weight", (rows,)), (qkv + "bias", (rows,)), (out + "weight", (slice(None), slice(h * d_head, (h + 1) * d_head)))]
     attn = base + "attn."
     d_model = names[attn + "c_proj.weight"].shape[0]

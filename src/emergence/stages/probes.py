@@ -95,6 +95,8 @@ def main(args) -> None:
     write_json(out / "patching.json", {"steps": steps, "components": names, "positions": list(patching.POSITIONS),
                                        "pairs": len(pairs), "total_effect": effect.tolist(), "total_lo": lo.tolist(),
                                        "top_components": top})
+    write_json(out / "curve.json", [{"step": s, "component": n, "effect": float(effect[i, names.index(n)]),
+                                     "lower": float(lo[i, names.index(n)])} for i, s in enumerate(steps) for n in top])
     write_json(out / "logit_lens.json", {"steps": steps, "correct_preferred": np.array(lens_pref).tolist()})
     write_json(out / "taxonomy.json", {"steps": steps, "heads": head_names, "classes": classes})
 
