@@ -29,6 +29,7 @@ from common import interleaved, report, summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CTX, VOCAB, CHAINS, DRAWS, BATCH, N_OBS = 64, 512, 2, 100, 16, 64
+T = N_CTX - 1  # windows of n_ctx tokens (n_ctx - 1 predictions), as devinterp feeds whole sequences
 LR, NBETA, GAMMA = 1e-5, 100.0, 1000.0
 
 
@@ -41,7 +42,7 @@ def _setup(tmp: str, n_obs: int = N_OBS):
     path = Path(tmp) / "bench.bin"
     tokens.tofile(path)
     starts = np.linspace(0, len(tokens) - N_CTX - 2, n_obs).astype(int)
-    obs_ids = torch.from_numpy(np.stack([tokens[s:s + N_CTX + 1] for s in starts]).astype(np.int64))
+    obs_ids = torch.from_numpy(np.stack([tokens[s:s + N_CTX] for s in starts]).astype(np.int64))
     return model, path, obs_ids
 
 
@@ -59,11 +60,11 @@ def ours(tmp: str, chains: int = CHAINS, n_obs: int = N_OBS, observed: bool = Tr
     from emergence.sampling.observables import sequence_observables
     from emergence.sampling.sampler_module import sample_lm
     model, path, obs_ids = _setup(tmp, n_obs)
-    seqs = build_sequences(obs_ids.tolist(), [0] * len(obs_ids), N_CTX, [str(i) for i in range(len(obs_ids))],
+    seqs = build_sequences(obs_ids.tolist(), [0] * len(obs_ids), T, [str(i) for i in range(len(obs_ids))],
                            ["correct"] * len(obs_ids), [str(i) for i in range(len(obs_ids))])
     observables = sequence_observables([seqs], BATCH) if observed else None
     t0 = time.perf_counter()
-    trace = sample_lm(model, _sampler_params(chains), 0, str(path), N_CTX, observables)
+    trace = sample_lm(model, _sampler_params(chains), 0, str(path), T, observables)
     if observed:
         bif_matrix(trace["obs"].values, pearson=True)
     return {"seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
@@ -78,12 +79,12 @@ def devinterp_run(tmp: str, observed: bool = True) -> dict:
     from emergence.models.lm_module import TokenWindows
     model, path, obs_ids = _setup(tmp)
     hooked = gpt_to_hooked(model)
-    x, y = TokenWindows(str(path), N_CTX, 2048, 0).batch(0)
+    x, y = TokenWindows(str(path), T, 2048, 0).batch(0)
     data = Dataset.from_dict({"input_ids": torch.cat([x, y[:, -1:]], 1).tolist()}).with_format("torch")
     obs = Dataset.from_dict({"input_ids": obs_ids.tolist()}).with_format("torch")
     common = dict(lr=LR, n_beta=NBETA, localization=GAMMA, num_chains=CHAINS, num_draws=DRAWS,
                   batch_size=BATCH, num_burnin_steps=0, num_init_loss_batches=1, device="cpu",
-                  output_path=str(Path(tmp) / "samples.zarr"))
+                  output_path=str(Path(tempfile.mkdtemp(dir=tmp)) / "samples.zarr"))  # fresh: no cache reuse
     t0 = time.perf_counter()
     if observed:
         bif(hooked, data, {"pairs": (obs, N_OBS // BATCH)}, correlation_method="sequence", **common)
@@ -102,7 +103,7 @@ def bare(tmp: str) -> dict:
     model, path, obs_ids = _setup(tmp)
     models = [copy.deepcopy(model) for _ in range(CHAINS)]
     anchors = [[p.detach().clone() for p in m.parameters()] for m in models]
-    stream = TokenWindows(str(path), N_CTX, CHAINS * BATCH, 0)
+    stream = TokenWindows(str(path), T, CHAINS * BATCH, 0)
     g = torch.Generator().manual_seed(0)
     obs = torch.zeros(CHAINS, DRAWS, len(obs_ids))
     t0 = time.perf_counter()
