@@ -246,6 +246,7 @@ class RLLCParams:
 class ProbeParams:
     max_pairs: int = 40              # held-out pairs patched per checkpoint
     share: float = 0.1               # a component carries a significant share when its lower bound passes this
+    min_gap: float = 0.02            # pairs whose correct and buggy metrics differ less (nats) are not patched
     head_threshold: float = 0.3      # score a head needs for its class in the taxonomy
     windows: int = 8                 # general-code windows in the trajectory probe set
     turn_degrees: float = 60.0       # bend of the trajectory that marks a turning point

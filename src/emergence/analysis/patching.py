@@ -81,8 +81,9 @@ def head_groups(n_layers: int, n_heads: int) -> dict[str, list[str]]:
 
 @torch.no_grad()
 def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tuple[str, int | None]]],
-                  source: str = "correct") -> np.ndarray:
-    """(pairs, components, position groups) normalised patching effects (NaN if the pair has no gap).
+                  source: str = "correct", min_gap: float = 1e-6) -> np.ndarray:
+    """(pairs, components, position groups) normalised patching effects (NaN when the correct and
+    buggy metrics differ by less than `min_gap` nats).
 
     Activations are taken from the `source` run ("correct"; "buggy" patches a run into itself).
     """
@@ -102,7 +103,7 @@ def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tup
         m_correct = float(token_losses(logits_c, pair.correct[None, 1:])[0, scored].mean())
         m_buggy = metric(hooked(xb))
         gap = m_correct - m_buggy
-        if abs(gap) < 1e-6:
+        if abs(gap) < min_gap:  # the versions barely differ: a ratio would be noise
             continue
         for k, name in enumerate(names):
             for j, (group, pos) in enumerate(position_sets(pair).items()):

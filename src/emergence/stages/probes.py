@@ -67,7 +67,7 @@ def main(args) -> None:
         n_layers, n_heads = hooked.cfg.n_layers, hooked.cfg.n_heads
         comps = patching.component_hooks(n_layers, n_heads, patching.head_groups(n_layers, n_heads))
         names = list(comps)
-        effects = patching.patch_effects(hooked, pairs, comps)         # (pairs, components, positions)
+        effects = patching.patch_effects(hooked, pairs, comps, min_gap=p.probes.min_gap)  # (pairs, comps, positions)
         mean_effects = np.nanmean(effects, axis=0) if len(pairs) else np.full((len(names), 3), np.nan)
         total = [bootstrap_mean(effects[:, k].sum(-1), 300, p.seed) for k in range(len(names))]
         totals.append(total)
@@ -83,14 +83,16 @@ def main(args) -> None:
                                       np.array(monitors["previous_token"])[:, k], first, p.probes.head_threshold))
         losses_by_step.append(torch.cat([token_loss_matrix(ckpt.model, s)[s.mask.bool()] for s in probe]).numpy())
         steps.append(ckpt.step)
-        ranking = sorted(range(len(names)), key=lambda i: -np.nan_to_num(total[i][0]))
+        ranking = sorted((i for i, n in enumerate(names) if not n.endswith(".resid")),
+                         key=lambda i: -np.nan_to_num(total[i][0]))
         log.info("step %d: top patching components %s", ckpt.step,
                  ", ".join(f"{names[i]} {total[i][0]:+.2f}" for i in ranking[:3]))
 
     effect = np.array([[t[0] for t in tot] for tot in totals])          # (steps, components)
     lo = np.array([[t[1] for t in tot] for tot in totals])
-    top = [names[i] for i in np.argsort(-np.nan_to_num(effect[-1]))[:5]]
-    significant = [s for s, row in zip(steps, lo) if np.nanmax(row) > p.probes.share]
+    parts = [i for i, n in enumerate(names) if not n.endswith(".resid")]  # a residual stream carries everything
+    top = [names[i] for i in sorted(parts, key=lambda i: -np.nan_to_num(effect[-1, i]))[:5]]
+    significant = [s for s, row in zip(steps, lo[:, parts]) if np.nanmax(row) > p.probes.share]
     head_names = [n for n in names if "H" in n]
     write_json(out / "patching.json", {"steps": steps, "components": names, "positions": list(patching.POSITIONS),
                                        "pairs": len(pairs), "total_effect": effect.tolist(), "total_lo": lo.tolist(),
