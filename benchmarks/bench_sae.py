@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, report, summary  # noqa: E402
+from common import interleaved, lightning_clock, report, summary  # noqa: E402
 
 D_IN, D_SAE, K, BATCH, LR, N_ACTS = 128, 1024, 32, 1024, 1e-3, 200_000
 WARMUP = 10
@@ -33,19 +33,10 @@ def ours(steps: int) -> dict:
     from emergence.sae.sae_module import SAEModule, TensorBatches
     from torch.utils.data import DataLoader
     sae, acts = _setup()
-    marks = {}
-
-    class Clock(pl.Callback):
-        def on_train_batch_start(self, trainer, *a):
-            if trainer.global_step == WARMUP:
-                marks["t0"] = time.perf_counter()
-
-        def on_train_end(self, trainer, *a):
-            marks["t1"] = time.perf_counter()
-
+    clock, marks = lightning_clock(WARMUP)
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, gradient_clip_val=1.0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Clock()])
+                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock])
     trainer.fit(SAEModule(sae, LR), train_dataloaders=DataLoader(TensorBatches(acts, BATCH, 0), batch_size=None))
     return {"acts_per_s": (steps - WARMUP) * BATCH / (marks["t1"] - marks["t0"])}
 

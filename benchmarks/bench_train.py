@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, report, summary  # noqa: E402
+from common import interleaved, lightning_clock, report, summary  # noqa: E402
 
 WARMUP = 5
 
@@ -60,20 +60,11 @@ def bare(corpus: str, steps: int) -> dict:
 def lightning(corpus: str, steps: int) -> dict:
     import pytorch_lightning as pl
     p, module, data = _setup(corpus, steps)
-    marks = {}
-
-    class Clock(pl.Callback):
-        def on_train_batch_start(self, trainer, *a):
-            if trainer.global_step == WARMUP:
-                marks["t0"] = time.perf_counter()
-
-        def on_train_end(self, trainer, *a):
-            marks["t1"] = time.perf_counter()
-
+    clock, marks = lightning_clock(WARMUP)
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, precision=p.train.precision,
                          gradient_clip_val=p.train.grad_clip, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, callbacks=[Clock()])
+                         num_sanity_val_steps=0, callbacks=[clock])
     trainer.fit(module, datamodule=data)
     seconds = marks["t1"] - marks["t0"]
     return {"tokens_per_s": (steps - WARMUP) * p.train.batch_size * p.model.n_ctx / seconds}

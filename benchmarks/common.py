@@ -45,3 +45,21 @@ def report(name: str, payload: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
+
+
+def lightning_clock(warmup: int):
+    """A Lightning callback timing steady-state steps (from step `warmup` to the end); returns (callback, marks)."""
+    import time
+
+    import pytorch_lightning as pl
+    marks: dict[str, float] = {}
+
+    class Clock(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == warmup:
+                marks["t0"] = time.perf_counter()
+
+        def on_train_end(self, trainer, *args):
+            marks["t1"] = time.perf_counter()
+
+    return Clock(), marks
