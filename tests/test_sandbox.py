@@ -74,7 +74,8 @@ def test_project_files_cannot_be_written_or_deleted(tmp_path, action):
 
 def test_scratch_writes_stay_in_the_throwaway_directory():
     marker = f"/tmp/emergence-sandbox-escape-{time.time_ns()}"
-    src = f"open('scratch.txt', 'w').write('ok')\nopen({marker!r}, 'w').write('x')\n"
+    src = ("import tempfile\nopen('scratch.txt', 'w').write('ok')\ntempfile.NamedTemporaryFile().write(b'ok')\n"
+           f"try:\n    open({marker!r}, 'w').write('x')\n    raise SystemExit(3)\nexcept OSError:\n    pass\n")
     assert run_program(src, LIMITS).status == "passed"
     assert not Path(marker).exists()
 

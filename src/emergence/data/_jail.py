@@ -7,8 +7,9 @@ jail. Steps, in order:
 
 1. make every mount private, then remount every mount read-only (in this mount
    namespace only; the host is untouched);
-2. mount a size-limited tmpfs on /tmp and write the program to /tmp/work/main.py:
-   the only writable place, thrown away with the namespace;
+2. mount a size-limited tmpfs on /dev/shm (never where the interpreter or the project
+   live, unlike /tmp) and write the program to /dev/shm/work/main.py: the only
+   writable place, thrown away with the namespace;
 3. set resource limits (address space, CPU seconds, processes, file size, open files);
 4. drop privileges: as root, switch to an unprivileged uid that keeps only
    CAP_DAC_READ_SEARCH (so the interpreter under a private home stays readable);
@@ -30,6 +31,8 @@ PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 8, 38, 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
 CAP_DAC_READ_SEARCH, CAP_LAST = 2, 63
 SETUP_FAILED = 120
+SCRATCH = "/dev/shm"
+WORK = SCRATCH + "/work"
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -66,7 +69,7 @@ def lock_filesystem(tmpfs_mb: int, uid: int) -> None:
         if err and point == "/":
             fail(f"cannot remount / read-only ({os.strerror(err)})")
     opts = f"size={tmpfs_mb}m,mode=0700,uid={uid},gid={uid}"
-    if mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts):
+    if mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, opts):
         fail("cannot mount the work tmpfs")
 
 
@@ -125,17 +128,17 @@ def main() -> None:
     real_root = lim["real_root"]
     uid = lim["uid"] if real_root else 0
     lock_filesystem(lim["tmpfs_mb"], uid)
-    os.makedirs("/tmp/work", mode=0o700)
-    with open("/tmp/work/main.py", "wb") as fh:
+    os.makedirs(WORK, mode=0o700)
+    with open(WORK + "/main.py", "wb") as fh:
         fh.write(program)
-    os.chown("/tmp/work", uid, uid)
-    os.chown("/tmp/work/main.py", uid, uid)
-    os.chdir("/tmp/work")
+    os.chown(WORK, uid, uid)
+    os.chown(WORK + "/main.py", uid, uid)
+    os.chdir(WORK)
     pid = os.fork()
     if pid == 0:
         drop_privileges(uid, real_root)
         set_limits(lim)
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "PYTHONHASHSEED": "0"}
+        env = {"PATH": "/usr/bin:/bin", "HOME": WORK, "TMPDIR": WORK, "PYTHONHASHSEED": "0"}
         os.execve(lim["python"], [lim["python"], "-I", "-B", "main.py"], env)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
