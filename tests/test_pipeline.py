@@ -141,3 +141,11 @@ def test_invalid_parameter_fails_at_start_naming_the_key(runs, tmp_path):
     res = emergence("sample", "--params", str(params), "--out", str(tmp_path / "t"), cwd=ws, tmp=tmp_path, check=False)
     assert res.returncode == 2 and "sampler.nbeta = -5.0 is invalid" in res.stderr
     assert time.time() - t < 30 and not (tmp_path / "t").exists()
+
+
+def test_compare_reads_dvc_metrics_and_offline_wandb_runs(runs):
+    ws = runs[0]
+    res = emergence("compare", "--wandb-dir", str(ws.parent / "wandb"), cwd=ws, tmp=ws.parent)
+    dvc_part, wandb_part = res.stdout.split("W&B runs under")
+    assert "workspace" in dvc_part and "val_loss" in dvc_part
+    assert "train_lm" in wandb_part and "commit:" in wandb_part and "wandb sync" in wandb_part

@@ -1,6 +1,6 @@
 """`emergence compare`: a table of key metrics across DVC experiments and local W&B runs,
-with no server: ``dvc exp show --json`` for the workspace and experiments, and the
-``wandb-summary.json`` of every offline run under WANDB_DIR.
+with no server: ``dvc exp show --json`` for the workspace and experiments, and
+``wandb leet inspect --summary --json`` of every offline run under WANDB_DIR.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 KEY_METRICS = ("val_loss", "unigram_val_loss", "pairs_correct_preferred", "final_llc", "final_llc_se",
                "final_correct_to_correct", "final_correct_to_buggy", "final_buggy_to_buggy", "final_accuracy",
@@ -28,42 +27,46 @@ def _flatten(prefix: str, obj, out: dict) -> None:
 
 def dvc_experiments(root: Path = Path(".")) -> pd.DataFrame:
     """One row per workspace/experiment with the key metrics found in its metrics files."""
-    res = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "-A"], cwd=root,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        return pd.DataFrame()
+    dvc = [sys.executable, "-m", "dvc"]
+    res = subprocess.run(dvc + ["exp", "show", "--json"], cwd=root, capture_output=True, text=True)
+    if res.returncode != 0:  # no git (e.g. a profile workspace): the workspace's metrics only
+        res = subprocess.run(dvc + ["metrics", "show", "--json"], cwd=root, capture_output=True, text=True)
+        if res.returncode != 0:
+            return pd.DataFrame()
+        commits = [{"name": "workspace", "data": {"metrics": v.get("data", {})}}
+                   for v in json.loads(res.stdout or "{}").values()]
+    else:
+        commits = json.loads(res.stdout or "[]")
     rows = []
-    for commit in json.loads(res.stdout or "[]"):
+    for commit in commits:
         for entry in [commit] + [e for exp in commit.get("experiments") or [] for e in exp.get("revs", [])]:
             data = entry.get("data") or {}
             flat: dict = {}
             for metrics in (data.get("metrics") or {}).values():
                 _flatten("", metrics.get("data", {}), flat)
-            row = {"experiment": entry.get("name") or entry.get("rev", "")[:7]}
+            rev = entry.get("rev", "")
+            row = {"experiment": entry.get("name") or (rev[:7] if len(rev) == 40 else rev)}
             row.update({k: v for k, v in flat.items() if k in KEY_METRICS})
-            rows.append(row)
+            if len(row) > 1:
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
 def wandb_runs(wandb_dir: Path) -> pd.DataFrame:
-    """One row per local W&B run: name, group, job type and summary metrics."""
+    """One row per local W&B run: name, tags (commit, params, data) and scalar key metrics."""
+    wandb = Path(sys.executable).with_name("wandb")
     rows = []
-    for run in sorted(wandb_dir.glob("**/offline-run-*")) + sorted(wandb_dir.glob("**/run-*")):
-        summary, config = run / "files" / "wandb-summary.json", run / "files" / "config.yaml"
-        if not summary.exists():
+    for run in sorted(wandb_dir.glob("**/offline-run-*")) + sorted(wandb_dir.glob("**/run-2*")):
+        res = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(run)],
+                             capture_output=True, text=True)
+        if res.returncode != 0 or not res.stdout.strip():
             continue
-        row = {"run": run.name}
-        meta = run / "files" / "wandb-metadata.json"
-        if meta.exists():
-            m = json.loads(meta.read_text())
-            row.update(group=m.get("group", ""), job_type=m.get("jobType", m.get("job_type", "")))
+        info = json.loads(res.stdout)
         flat: dict = {}
-        _flatten("", json.loads(summary.read_text()), flat)
-        row.update({k: v for k, v in flat.items() if not isinstance(v, (dict, list)) and not k.startswith("_")
+        _flatten("", info.get("summary") or {}, flat)
+        row = {"run": info.get("name") or run.name, "tags": " ".join(info.get("tags") or [])}
+        row.update({k: v for k, v in flat.items() if isinstance(v, (int, float, str)) and not k.startswith("_")
                     and any(k.endswith(m) for m in KEY_METRICS + ("llc", "score", "rhat"))})
-        if config.exists():
-            cfg = yaml.safe_load(config.read_text()) or {}
-            row["seed"] = (cfg.get("seed") or {}).get("value")
         rows.append(row)
     return pd.DataFrame(rows)
 
