@@ -46,7 +46,7 @@ def _setup(tmp: str, n_obs: int = N_OBS):
     return model, path, obs_ids
 
 
-def _sampler_params(chains=CHAINS, observed=True):
+def _sampler_params(chains=CHAINS):
     from emergence.config import SamplerParams
     return SamplerParams(lr=LR, nbeta=NBETA, localization=GAMMA, preconditioned=False, chains=chains,
                          burn_in=0, draws=DRAWS, thin=1, batch_size=BATCH, obs_every=1, obs_batch_size=BATCH,

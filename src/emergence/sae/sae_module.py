@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
@@ -119,7 +118,7 @@ def train_sae(sae, stream: IterableDataset, steps: int, lr: float, logger=None):
 @torch.no_grad()
 def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_threshold: float = 0.1) -> dict:
     """Reconstruction and sparsity of `sae` on windows (x, y), and the spliced-in LM loss."""
-    _, cache = hooked.run_with_cache(x, names_filter=hook)
+    logits, cache = hooked.run_with_cache(x, names_filter=hook)
     acts = cache[hook].reshape(-1, cache[hook].shape[-1])
     feats = sae.encode(acts)
     recon = sae.decode(feats)
@@ -131,17 +130,10 @@ def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_
         shape = value.shape
         return sae.decode(sae.encode(value.reshape(-1, shape[-1]))).reshape(shape)
 
-    clean = float(token_losses(hooked(x), y).mean())
+    clean = float(token_losses(logits, y).mean())
     spliced = float(token_losses(hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)]), y).mean())
     return {"mse": mse, "explained_variance": explained, "l0": float((feats > 0).float().sum(-1).mean()),
             "dead_fraction": float((freq == 0).float().mean()),
             "dense_fraction": float((freq > dense_threshold).float().mean()),
             "lm_loss": clean, "lm_loss_spliced": spliced, "lm_loss_increase": spliced - clean}
 
-
-@torch.no_grad()
-def firing_frequency(sae, hooked, hook: str, x: torch.Tensor) -> np.ndarray:
-    """Fraction of tokens of windows x on which each latent fires."""
-    _, cache = hooked.run_with_cache(x, names_filter=hook)
-    feats = sae.encode(cache[hook].reshape(-1, cache[hook].shape[-1]))
-    return (feats > 0).float().mean(0).numpy()

@@ -21,7 +21,7 @@ from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import TokenWindows, fixed_windows
 from emergence.models.scoring import SequenceSet, load_pair_sequences
 from emergence.sae import directions
-from emergence.sae.sae_module import ActivationStream, firing_frequency, make_sae, sae_quality, train_sae
+from emergence.sae.sae_module import ActivationStream, make_sae, sae_quality, train_sae
 from emergence.tracking.wandb import init_run, lightning_logger
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,9 @@ def main(args) -> None:
 
     vx, vy = fixed_windows(corpus / "val.bin", p.model.n_ctx, p.sae.quality_windows).tensors
     quality = sae_quality(sae, hooked, hook, vx, vy)
-    freq = firing_frequency(sae, hooked, hook, vx)
-    dense = freq > p.sae.dense_threshold
+    with torch.no_grad():  # latents of the general-code tokens: density filter and top contexts
+        corpus_feats = sae.encode(hooked.run_with_cache(vx, names_filter=hook)[1][hook].reshape(-1, d_model)).numpy()
+    dense = (corpus_feats > 0).mean(0) > p.sae.dense_threshold
     seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
     acts = read_activations(hooked, hook, seqs, p.sae.read)
     with torch.no_grad():
@@ -97,8 +98,6 @@ def main(args) -> None:
     effect = directions.steering_effect(hooked, hook, steer_dir, steer_seqs, alpha)
     control = directions.steering_effect(hooked, hook, random_dir, steer_seqs, alpha)
 
-    with torch.no_grad():
-        corpus_feats = sae.encode(hooked.run_with_cache(vx, names_filter=hook)[1][hook].reshape(-1, d_model)).numpy()
     tok = load_tokenizer(corpus / "tokenizer.json")
     chosen = {"t_max": found.positive, "t_min": found.negative, "steering": found.steering}
     top = {role: {"latent": int(i), "t": float(found.t[i]), "separation": float(found.s[i]),
