@@ -75,13 +75,13 @@ def test_divergence_stops_with_step_chain_and_hint(tiny_model, tiny_corpus):
 
 
 def test_weight_restriction_moves_only_the_component(tiny_model, tiny_corpus):
-    from emergence.sampling.sampler_module import SGLDRun, lm_loss, split_chains
+    from emergence.sampling.sampler_module import SGLDRun, lm_loss, own_chains
     from emergence.models.lm_module import TokenWindows
     run = SGLDRun(tiny_model, SamplerParams(**CFG), 0, lm_loss, components=["L0H1"])
     stream = TokenWindows(str(tiny_corpus / "train.bin"), 64, 8, 0)
     run.measure_init([stream.batch(99)])
     for s in range(3):
-        run.iterate(s, split_chains(2)(stream.batch(s)))
+        run.iterate(s, own_chains(stream.batch(s), 2, [0, 1]))
     moved = (run.chains.W != run.optimizer.state[run.chains.W]["anchor"]).any(0)
     assert torch.equal(moved, run.mask.bool())
     assert int(run.mask.sum()) == 3 * 16 * 32 + 3 * 16 + 32 * 16  # q, k, v rows (+ biases) and W_O columns
@@ -129,3 +129,42 @@ def test_component_masks_for_gpt_neox():
     assert int(mlp.sum()) == 32 * 64 + 64 + 64 * 32 + 32
     with pytest.raises(ValueError, match="no layer 5"):
         chains.mask_for(["L5H0"])
+
+
+SPLIT_SCRIPT = """
+import sys, torch
+from emergence.config import SamplerParams
+from emergence.models.gpt import GPT, GPTConfig
+from emergence.models.scoring import load_pair_sequences
+from emergence.sampling.observables import sequence_observables
+from emergence.sampling.sampler_module import sample_lm
+from emergence.sampling.trace import save_trace
+model_path, corpus, out, cfg = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
+model = GPT(GPTConfig(vocab_size=300, n_ctx=64, n_layer=1, n_head=2, d_model=32, d_mlp=64))
+model.load_state_dict(torch.load(model_path))
+seqs = load_pair_sequences(corpus + "/pairs_tokens.jsonl", 64, n_pairs=6, seed=0)
+trace = sample_lm(model.eval(), SamplerParams(**cfg), 3, corpus + "/train.bin", 64,
+                  sequence_observables([seqs], 7, component_probe=0, model=model))
+if torch.distributed.get_rank() == 0:
+    save_trace(trace, out)
+"""
+
+
+def test_chains_split_over_two_processes_give_the_same_trace(tiny_model, tiny_corpus, seqs, tmp_path):
+    """sampler.devices=2: Lightning launches 2 processes (gloo on CPU), each runs half the chains;
+    the gathered trace equals the one-process trace, because a chain's noise and data depend only on it."""
+    import subprocess
+    import sys
+    cfg = {**CFG, "chains": 3}
+    one = sample_lm(tiny_model, SamplerParams(**cfg), 3, str(tiny_corpus / "train.bin"), 64,
+                    sequence_observables([seqs], 7, component_probe=0, model=tiny_model))
+    torch.save(tiny_model.state_dict(), tmp_path / "model.pt")
+    (tmp_path / "split.py").write_text(SPLIT_SCRIPT)
+    res = subprocess.run([sys.executable, str(tmp_path / "split.py"), str(tmp_path / "model.pt"), str(tiny_corpus),
+                          str(tmp_path / "two.nc"), repr({**cfg, "devices": 2})],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    two = load_trace(tmp_path / "two.nc")
+    for name in ("loss", "anchor_loss", "obs", "component_obs"):
+        np.testing.assert_allclose(two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(one["loss"].values[0], one["loss"].values[1])  # the chains differ

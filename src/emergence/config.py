@@ -184,13 +184,15 @@ class SamplerParams:
     n_pairs: int = 100               # pairs whose two versions are observables (0: all)
     shift_windows: int = 8           # windows of sampling and of general code scored as data shifts
     checkpoints: list[int] = dataclasses.field(default_factory=list)  # steps to sample ([]: all)
+    accelerator: str = "cpu"         # passed to the Lightning Trainer
+    devices: int = 1                 # > 1: chains split over this many devices (one process each)
 
     def __post_init__(self) -> None:
         for key in ("lr", "nbeta", "divergence_factor"):
             _require("sampler", key, getattr(self, key), getattr(self, key) > 0, "> 0")
         _require("sampler", "localization", self.localization, self.localization >= 0, ">= 0")
         for key in ("chains", "draws", "thin", "batch_size", "obs_every", "obs_batch_size",
-                    "init_batches", "check_every", "shift_windows"):
+                    "init_batches", "check_every", "shift_windows", "devices"):
             _require("sampler", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
         _require("sampler", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
         _require("sampler", "n_pairs", self.n_pairs, self.n_pairs >= 0, ">= 0")

@@ -68,16 +68,18 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64)
     Sequences are batched by length (less padding) and, for models that expose
     ``hidden`` (our GPT), the unembedding runs only at the scored positions.
     """
-    out = torch.zeros_like(seqs.mask)
+    device = next(model.parameters()).device
+    out = torch.zeros(seqs.mask.shape, device=device)
     order = torch.argsort(seqs.lengths, stable=True)
     for a in range(0, len(seqs), batch_size):
         idx = order[a:a + batch_size]
         t = int(seqs.lengths[idx].max())
-        ids, targets, mask = seqs.ids[idx, :t], seqs.targets[idx, :t], seqs.mask[idx, :t].bool()
+        ids, targets, mask = (x[idx, :t].to(device) for x in (seqs.ids, seqs.targets, seqs.mask))
+        mask = mask.bool()
         if hasattr(model, "hidden"):
             h = model.hidden(ids)[mask]                                  # (K, C) scored positions
             losses = F.cross_entropy(model.lm_head(h).float(), targets[mask], reduction="none")
-            rows = torch.zeros(len(idx), t)
+            rows = torch.zeros(len(idx), t, device=device)
             rows[mask] = losses
         else:
             rows = token_losses(model(ids), targets) * mask
@@ -87,7 +89,7 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64)
 
 def sequence_losses(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
     """(N,) mean per-token loss over each sequence's scored positions."""
-    return token_loss_matrix(model, seqs, batch_size).sum(1) / seqs.mask.sum(1)
+    return token_loss_matrix(model, seqs, batch_size).cpu().sum(1) / seqs.mask.sum(1)
 
 
 def select_pairs(rows: list[dict], n_pairs: int, seed: int) -> list[dict]:

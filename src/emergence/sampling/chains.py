@@ -18,7 +18,7 @@ import torch.nn as nn
 
 
 class FlatChains:
-    def __init__(self, model: nn.Module, chains: int):
+    def __init__(self, model: nn.Module, chains: int, device: torch.device | str = "cpu"):
         self.model = model
         self.params = dict(_unique_named_parameters(model))
         self.slices: dict[str, slice] = {}
@@ -27,11 +27,11 @@ class FlatChains:
             self.slices[name] = slice(offset, offset + p.numel())
             offset += p.numel()
         self.n_params = offset
-        self.W = torch.empty(chains, offset, dtype=next(iter(self.params.values())).dtype)
+        self.W = torch.empty(chains, offset, dtype=next(iter(self.params.values())).dtype, device=device)
         self.G = torch.zeros_like(self.W)
         self.replicas = []
         for c in range(chains):
-            rep = copy.deepcopy(model)
+            rep = copy.deepcopy(model).to(device)
             for name, p in _unique_named_parameters(rep):
                 s = self.slices[name]
                 self.W[c, s] = p.detach().flatten()
@@ -46,7 +46,7 @@ class FlatChains:
 
     def anchor_digest(self) -> str:
         """sha256 of the initial weights (w*), for cache keys."""
-        return hashlib.sha256(self.W[0].numpy().tobytes()).hexdigest()
+        return hashlib.sha256(self.W[0].cpu().numpy().tobytes()).hexdigest()
 
     def restrict(self, mask: torch.Tensor | None) -> None:
         """Only parameters overlapping the mask take part in backward."""
@@ -56,7 +56,7 @@ class FlatChains:
 
     def mask_for(self, components: list[str]) -> torch.Tensor:
         """0/1 flat mask selecting the weights of the named components (see `component_slices`)."""
-        mask = torch.zeros(self.n_params, dtype=self.W.dtype)
+        mask = torch.zeros(self.n_params, dtype=self.W.dtype, device=self.W.device)
         for comp in components:
             for name, index in component_slices(self.model, comp):
                 mask[self.slices[name]].view_as(self.params[name])[index] = 1.0

@@ -46,8 +46,9 @@ def component_norms(model: nn.Module):
     """Accumulate, during forward passes of our GPT, the summed output norm of every head and MLP
     and the number of tokens; yields a function returning the per-token means (heads, then MLPs)."""
     cfg = model.cfg
-    heads = torch.zeros(cfg.n_layer, cfg.n_head)
-    mlps = torch.zeros(cfg.n_layer)
+    device = next(model.parameters()).device
+    heads = torch.zeros(cfg.n_layer, cfg.n_head, device=device)
+    mlps = torch.zeros(cfg.n_layer, device=device)
     count = [0]
     handles = []
     for layer, block in enumerate(model.transformer.h):
@@ -87,9 +88,9 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
                 comps = read()
             else:
                 matrix = token_loss_matrix(m, seqs, batch_size)
-            values.append(matrix.sum(1) / seqs.mask.sum(1))
+            values.append(matrix.sum(1) / seqs.mask.to(matrix.device).sum(1))
             if token_level:
-                tokens.append(matrix[scored[k]])
+                tokens.append(matrix[scored[k].to(matrix.device)])
         return {"obs": torch.cat(values), "token_obs": torch.cat(tokens) if token_level else None,
                 "component_obs": comps}
 

@@ -7,8 +7,10 @@ with L_m the mean loss of a minibatch, w* the weights at construction (the check
 and gamma the localization strength (Lau et al. 2023, arXiv 2308.12108). With
 ``preconditioned=False`` it is plain SGLD (eps_hat = eps). An optional 0/1 ``mask`` of
 the parameter's shape restricts sampling to a subset of the weights (the rest stay at
-w*), as needed for refined LLCs and susceptibilities. Each step makes one fused noise
-draw per parameter tensor; the whole chain state can be one (chains, P) tensor.
+w*), as needed for refined LLCs and susceptibilities. The whole chain state can be one
+(chains, P) tensor; with one generator per row (``generator=[g_0, g_1, ...]``) each
+chain's noise depends only on its own seed, so chains give the same draws whichever
+device or process holds them.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import torch
 class RMSPropSGLD(torch.optim.Optimizer):
     def __init__(self, params, lr: float, nbeta: float, localization: float = 0.0,
                  preconditioned: bool = True, alpha: float = 0.1, beta: float = 0.99,
-                 mask: torch.Tensor | None = None, generator: torch.Generator | None = None):
+                 mask: torch.Tensor | None = None,
+                 generator: torch.Generator | list[torch.Generator] | None = None):
         if lr <= 0 or nbeta <= 0 or localization < 0:
             raise ValueError(f"need lr > 0, nbeta > 0, localization >= 0; got {lr}, {nbeta}, {localization}")
         defaults = dict(lr=lr, nbeta=nbeta, localization=localization, preconditioned=preconditioned,
@@ -47,7 +50,7 @@ class RMSPropSGLD(torch.optim.Optimizer):
                 drift = p.grad.mul(nbeta)
                 if gamma:
                     drift.add_(p - state["anchor"], alpha=gamma)
-                noise = torch.randn(p.shape, generator=self.generator, dtype=p.dtype, device=p.device)
+                noise = self._noise(p)
                 if group["preconditioned"]:
                     v = state["square_avg"]
                     v.mul_(group["beta"]).addcmul_(p.grad, p.grad, value=1 - group["beta"])
@@ -59,3 +62,11 @@ class RMSPropSGLD(torch.optim.Optimizer):
                     update.mul_(self.mask)
                 p.add_(update)
         return loss
+
+    def _noise(self, p: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.generator, (list, tuple)):
+            return torch.randn(p.shape, generator=self.generator, dtype=p.dtype, device=p.device)
+        noise = torch.empty_like(p)
+        for row, g in zip(noise, self.generator):
+            row.normal_(generator=g)
+        return noise

@@ -27,7 +27,7 @@ from emergence.sampling.trace import TraceError, cache_key, load_trace, post_bur
 from emergence.tracking.wandb import init_run
 
 log = logging.getLogger(__name__)
-NOT_IN_KEY = ("checkpoints",)
+NOT_IN_KEY = ("checkpoints", "devices")  # the chains do not depend on where they run
 
 
 def selected_steps(requested: list[int], available: list[int]) -> list[int]:
