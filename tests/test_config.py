@@ -1,9 +1,12 @@
 """Parameters are typed and validated at load, naming the key."""
+from pathlib import Path
+
 import pytest
 
 from emergence.config import ConfigError, load_params
 
 ROOT_PARAMS = "params.yaml"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_load():
@@ -32,3 +35,11 @@ def test_wrong_type_and_unknown_key_fail():
 def test_missing_file():
     with pytest.raises(ConfigError, match="not found"):
         load_params("nope.yaml")
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "conf" / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_profile_merges_into_valid_params(profile, tmp_path):
+    from emergence.config import load_params, merged_yaml
+    (tmp_path / "params.yaml").write_text(merged_yaml(ROOT / "params.yaml", profile))
+    p = load_params(tmp_path / "params.yaml")
+    assert p.model.source in ("own", "hf")

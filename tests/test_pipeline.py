@@ -31,10 +31,11 @@ def emergence(*args, cwd: Path, tmp: Path, check=True) -> subprocess.CompletedPr
     return res
 
 
-def smoke_workspace(tmp: Path) -> Path:
+def smoke_workspace(tmp: Path, overrides: list[str] = ()) -> Path:
     emergence("raw", cwd=ROOT, tmp=tmp)
     ws = tmp / "ws"
-    emergence("profile", "--name", "smoke", "--out", str(ws), cwd=ROOT, tmp=tmp)
+    emergence("profile", "--name", "smoke", "--out", str(ws), *(["--set", *overrides] if overrides else []),
+              cwd=ROOT, tmp=tmp)
     res = subprocess.run([str(BIN / "dvc"), "repro"], cwd=ws, env=env(tmp), capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return ws
@@ -149,3 +150,50 @@ def test_compare_reads_dvc_metrics_and_offline_wandb_runs(runs):
     dvc_part, wandb_part = res.stdout.split("W&B runs under")
     assert "workspace" in dvc_part and "val_loss" in dvc_part
     assert "train_lm" in wandb_part and "commit:" in wandb_part and "wandb sync" in wandb_part
+
+
+def tiny_pythia(root: Path) -> Path:
+    """GPT-NeoX revisions step0, step8, step40 (each trained a little more) with their own fast
+    tokenizer, saved as Pythia's are: the offline stand-in for the hub."""
+    import sysconfig
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    from emergence.data import tokenizer
+    texts = [p.read_text() for p in sorted((Path(sysconfig.get_paths()["stdlib"]) / "json").glob("*.py"))]
+    tok = tokenizer.train_tokenizer(texts, 400)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tokenizer.EOT)
+    ids = torch.as_tensor(tokenizer.encode_files(tok, texts).astype("int64"))
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                             intermediate_size=64, max_position_embeddings=128, rotary_pct=0.5))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(41):
+        if step in (0, 8, 40):
+            model.save_pretrained(root / f"step{step}")
+            hf_tok.save_pretrained(root / f"step{step}")
+        starts = torch.randint(0, len(ids) - 65, (8,))
+        batch = torch.stack([ids[a:a + 65] for a in starts])
+        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return root
+
+
+def test_pythia_revisions_run_the_whole_pipeline_as_a_params_change(tmp_path):
+    """model.source=hf with local revisions: the corpus and pairs are tokenised with the model's
+    tokenizer, train_lm indexes and scores the revisions, and every later stage runs unchanged."""
+    revisions = tiny_pythia(tmp_path / "pythia")
+    ws = smoke_workspace(tmp_path, ["model.source=hf", "model.hf_name=tiny/pythia",
+                                    "model.hf_revisions=[step0,step8,step40]", f"model.hf_local_dir={revisions}"])
+    index = json.loads((ws / "artifacts/checkpoints/index.json").read_text())
+    assert index["model_source"] == "hf" and [c["revision"] for c in index["checkpoints"]] == ["step0", "step8", "step40"]
+    losses = [c["val/loss"] for c in index["checkpoints"]]
+    assert losses[-1] < losses[0]
+    corpus = json.loads((ws / "artifacts/corpus/metrics.json").read_text())
+    assert corpus["vocab_size"] == 400 and corpus["tokenizer"] == "tiny/pythia"
+    for rel in ("artifacts/traces/step_40.nc", "artifacts/susceptibility/metrics.json", "artifacts/rllc/curve.json",
+                "artifacts/emergence/curve.json", "artifacts/probes/metrics.json", "report/index.html"):
+        assert (ws / rel).exists(), rel
+    sus = json.loads((ws / "artifacts/susceptibility/matrices/step_40.json").read_text())
+    assert "L1H1" in sus["components"] and any(c.startswith("SAE") for c in sus["components"])

@@ -80,3 +80,84 @@ def test_umap_is_seeded_and_stable():
     np.testing.assert_array_equal(a[["x", "y"]].values, b[["x", "y"]].values)
     assert set(a.columns) >= {"step", "component", "layer", "head", "x", "y"} and len(a) == 30
     assert a[a.component == "L1.mlp"].kind.iloc[0] == "mlp"
+
+
+def sample_toy(observe, labels, components, nbeta=50.0, draws=6000, token_owner=None):
+    obs = Observables(observe, [f"o{i}" for i in range(len(labels))], np.array(labels),
+                      np.array(["x"] * len(labels)), token_owner)
+    cfg = SamplerParams(lr=2e-3, nbeta=nbeta, localization=0.0, preconditioned=False, chains=4,
+                        burn_in=500, draws=draws, check_every=1000)
+    run = SGLDRun(TwoComponents(), cfg, seed=0, loss_fn=lambda m, b: m(), observables=obs, components=components)
+    run.measure_init([None])
+    for s in range(cfg.steps):
+        run.iterate(s, [None] * cfg.chains)
+    return run.to_dataset()
+
+
+def test_restricted_loss_susceptibility_matches_the_closed_form():
+    """phi_V = L(w) under the posterior restricted to V (the paper's component observable).
+
+    L = (a^2 + b^2) / 2, shift loss l = L + c a^2. Restricted to a (b = b* = 0): a ~ N(0, s2),
+    phi = a^2 / 2, Delta = c a^2, chi_a = -(c / 2) Var(a^2) = -c s2^2. Restricted to b:
+    Delta = 0 at every draw, chi_b = 0. The per-token attributions of the two-token shift
+    sequence (token losses L + 2c a^2 and L) average to the sequence's chi."""
+    from emergence.estimators.susceptibility import restricted_loss, token_attribution
+    c, nbeta = 2.0, 50.0
+
+    def observe(m):
+        ref = float(m())
+        t1, t2 = ref + 2 * c * float(m.a ** 2), ref
+        return {"obs": torch.tensor([ref, (t1 + t2) / 2]), "token_obs": torch.tensor([t1, t2]),
+                "component_obs": None, "reads": None}
+
+    labels = np.array(["sampling", "shift"])
+    chi = {}
+    for comp in ("a", "b"):
+        ds = sample_toy(observe, labels, [comp], nbeta, token_owner=np.array([1, 1]))
+        assert ds["obs"].values[..., 0].std() > 0          # the restricted chains move
+        phi = restricted_loss(ds["obs"].values, labels)
+        chi[comp] = susceptibility_matrix(phi, ds["obs"].values, labels, ["shift"])[0, 0]
+        tokens = token_attribution(phi, ds["token_obs"].values, ds["obs"].values, labels)
+        assert tokens.mean() == pytest.approx(chi[comp], rel=1e-4, abs=1e-12)
+    s2 = 1.0 / nbeta
+    assert chi["a"] == pytest.approx(-c * s2 ** 2, rel=0.2)
+    assert chi["b"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sae_feature_susceptibility_reads_the_planted_latent(tmp_path):
+    """A standard SAE whose latent 0 reads residual direction e_0 and latent 1 reads e_1.
+    The final-token residual is (2 + a, 3, 0, 0) at every pair sequence and the shift loss
+    moves by c a, so chi_latent0 = -c Var(a) and chi_latent1 = 0 (a constant observable)."""
+    import xarray as xr
+    from emergence.config import load_params
+    from emergence.io import write_json
+    from emergence.sae.sae_module import make_sae
+    from emergence.stages.susceptibility import SHIFTS, sae_rows
+    from tests.conftest import ROOT
+    sae = make_sae("standard", d_in=4, d_sae=3)
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.W_enc[0, 0] = sae.W_enc[1, 1] = sae.W_enc[2, 2] = 1.0
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    sae.save_inference_model(tmp_path / "sae")
+    write_json(tmp_path / "directions.json", {"hook": "blocks.0.hook_resid_post", "top_k_latents": [0],
+                                              "latents": {"t_max": 1, "t_min": 1, "steering": 0}})
+    rng = np.random.default_rng(0)
+    c, C, D, r = 1.5, 2, 400, 3
+    a = rng.uniform(-1, 1, size=(C, D))
+    reads = np.zeros((C, D, r, 4), dtype=np.float32)
+    reads[..., 0] = (2 + a)[..., None]
+    reads[..., 1] = 3.0
+    labels = ["correct", "buggy", "general", "sampling"]
+    obs = np.stack([c * a, np.zeros_like(a), np.zeros_like(a), np.zeros_like(a)], -1)
+    trace = xr.Dataset({"obs": (("chain", "obs_draw", "observable"), obs),
+                        "reads": (("chain", "obs_draw", "read_sequence", "d_model"), reads)},
+                       coords={"label": ("observable", labels)}, attrs={"reads_layer": 0})
+    p = load_params(ROOT / "params.yaml", ["susceptibility.bootstrap=20"])
+    rows = sae_rows(trace, tmp_path / "trace.nc", tmp_path, p)
+    assert rows.names == ["SAE0", "SAE1"]
+    expected = -c * np.var(a.reshape(-1).astype(np.float32), ddof=1)
+    assert rows.chi[0, SHIFTS.index("correct")] == pytest.approx(expected, rel=1e-4)
+    assert rows.chi[1, SHIFTS.index("correct")] == pytest.approx(0.0, abs=1e-9)
+    assert rows.chi[0, SHIFTS.index("buggy")] == pytest.approx(0.0, abs=1e-9)

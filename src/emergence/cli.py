@@ -33,7 +33,8 @@ STAGES = {
     "emergence": ("the correctness-direction accuracy over training (Experiment 2)",
                   [("--sae", "artifacts/sae"), ("--out", "artifacts/emergence")]),
     "susceptibility": ("susceptibilities and the embryology UMAP from the traces (Experiments 3, 4)",
-                       [("--traces", "artifacts/traces"), ("--out", "artifacts/susceptibility")]),
+                       [("--traces", "artifacts/traces"), ("--rllc", "artifacts/rllc/traces"), ("--sae", "artifacts/sae"),
+                        ("--corpus", "artifacts/corpus"), ("--out", "artifacts/susceptibility")]),
     "rllc": ("weight- and data-refined LLCs over training",
              [("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
               ("--out", "artifacts/rllc")]),
@@ -44,8 +45,8 @@ STAGES = {
     "report": ("the static HTML report with every figure",
                [("--artifacts", "artifacts"), ("--out", "report")]),
     "compare": ("key metrics across DVC experiments and local W&B runs", [("--wandb-dir", None)]),
-    "profile": ("a workspace running the pipeline on conf/profiles/NAME.yaml",
-                [("--name", "smoke"), ("--out", "build/smoke")]),
+    "profile": ("a workspace running the pipeline on conf/profiles/NAME.yaml (plus --set key=value ...)",
+                [("--name", "smoke"), ("--out", "build/smoke"), ("--set", [])]),
     "sweep": ("offline SGLD hyperparameter sweep with W&B's sweep engine",
               [("--config", "conf/sweeps/sgld.yaml"), ("--trials", 8, int), ("--step", None, int),
                ("--checkpoints", "artifacts/checkpoints"), ("--corpus", "artifacts/corpus"),
@@ -65,7 +66,10 @@ def parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--params", default="params.yaml")
         for flag, default, *kind in options:
-            sp.add_argument(flag, default=default, type=kind[0] if kind else str)
+            if isinstance(default, list):  # key=value overrides
+                sp.add_argument(flag, default=default, nargs="*", metavar="KEY=VALUE")
+            else:
+                sp.add_argument(flag, default=default, type=kind[0] if kind else str)
     return ap
 
 

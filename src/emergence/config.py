@@ -220,8 +220,11 @@ class SusceptibilityParams:
     bootstrap: int = 300             # blocked-bootstrap resamples for the intervals
     blocks: int = 4                  # contiguous blocks of draws per chain
     umap_neighbors: int = 15
+    observable: str = "restricted_loss"  # phi of heads/MLPs: restricted_loss (rllc chains) | output_norm
 
     def __post_init__(self) -> None:
+        _require("susceptibility", "observable", self.observable,
+                 self.observable in ("restricted_loss", "output_norm"), "restricted_loss or output_norm")
         _require("susceptibility", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
         _require("susceptibility", "blocks", self.blocks, self.blocks >= 1, ">= 1")
         _require("susceptibility", "umap_neighbors", self.umap_neighbors, self.umap_neighbors >= 2, ">= 2")
@@ -230,16 +233,17 @@ class SusceptibilityParams:
 @dataclasses.dataclass
 class RLLCParams:
     """Refined LLCs (Wang et al. 2025): sampling restricted to one component, or on other data."""
-    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [16, 128, 474, 2000])
+    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [16, 256, 910, 2000])
     draws: int = 40
     burn_in: int = 20
     chains: int = 2
     batch_size: int = 4
     data_refined: bool = True        # also the whole-model LLC sampled on correct / on buggy code
     clusters: int = 3                # clusters of heads by their rLLC trajectories
+    obs_every: int = 2               # observables (for restricted-loss susceptibilities) at every k-th draw
 
     def __post_init__(self) -> None:
-        for key in ("draws", "chains", "batch_size", "clusters"):
+        for key in ("draws", "chains", "batch_size", "clusters", "obs_every"):
             _require("rllc", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
         _require("rllc", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
 
@@ -309,18 +313,20 @@ class Params:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")
         _require("monitors", "icl_early", self.monitors.icl_early, self.monitors.icl_early < self.model.n_ctx - 1,
                  f"< model.n_ctx - 1 = {self.model.n_ctx - 1}")
-        _require("sae", "layer", self.sae.layer, -1 <= self.sae.layer < self.model.n_layer,
-                 f"-1 (middle) or 0..{self.model.n_layer - 1}")
+        n_layer = self.model.n_layer if self.model.source == "own" else 10**6  # an HF model's depth is checked on load
+        _require("sae", "layer", self.sae.layer, -1 <= self.sae.layer < n_layer, f"-1 (middle) or 0..{n_layer - 1}")
 
-    @property
-    def sae_layer(self) -> int:
-        return (self.model.n_layer - 1) // 2 if self.sae.layer == -1 else self.sae.layer
+    def sae_layer_for(self, n_layers: int) -> int:
+        """The block whose residual output the SAEs read: sae.layer, or the middle one (-1)."""
+        layer = (n_layers - 1) // 2 if self.sae.layer == -1 else self.sae.layer
+        if layer >= n_layers:
+            raise ConfigError(f"params: sae.layer = {layer}, but the model has {n_layers} blocks (0..{n_layers - 1})")
+        return layer
 
 
-
-def merged_yaml(base: str | Path, profile: str | Path) -> str:
-    """params.yaml with a profile's overrides merged in (validated), as YAML text."""
-    merged = OmegaConf.merge(OmegaConf.load(base), OmegaConf.load(profile))
+def merged_yaml(base: str | Path, profile: str | Path, overrides: list[str] | None = None) -> str:
+    """params.yaml with a profile's values (then `key=value` overrides) merged in, validated, as YAML."""
+    merged = OmegaConf.merge(OmegaConf.load(base), OmegaConf.load(profile), OmegaConf.from_dotlist(overrides or []))
     OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Params), merged))
     return OmegaConf.to_yaml(merged)
 

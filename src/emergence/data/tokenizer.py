@@ -34,9 +34,11 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
-def encode_files(tok: Tokenizer, texts: Sequence[str]) -> np.ndarray:
-    """Token ids of the texts, each followed by EOT, as one flat uint16 array."""
-    eot = tok.token_to_id(EOT)
+def encode_files(tok: Tokenizer, texts: Sequence[str], eot_token: str = EOT) -> np.ndarray:
+    """Token ids of the texts, each followed by the end-of-text token, as one flat uint16 array."""
+    if tok.get_vocab_size() > np.iinfo(np.uint16).max + 1:
+        raise ValueError(f"a vocabulary of {tok.get_vocab_size()} tokens does not fit the uint16 token files")
+    eot = tok.token_to_id(eot_token)
     parts = []
     for enc in tok.encode_batch(list(texts)):
         parts.append(np.asarray(enc.ids + [eot], dtype=np.uint16))

@@ -2,14 +2,19 @@
 
     chi_ij = - Cov_w( phi_i(w), Delta_j(w) ),    Delta_j(w) = l_j(w) - l_ref(w)
 
-over the SGLD draws around a checkpoint (chains pooled): phi_i is a component-localised
-observable (a head's or MLP's output norm, or the loss under a posterior restricted to
-that component's weights), l_j the mean loss on the data of shift j (correct code,
-buggy code, general code) and l_ref the loss on the sampling distribution, so Delta_j
-is the shift expressed as a difference from it. chi < 0: the component's activity
-grows with the loss on shift j relative to the sampling data.
+over the SGLD draws around a checkpoint (chains pooled; the linear response of E[phi_i]
+to mixing a fraction h of shift j into the data is d/dh = nbeta chi_ij, so chi is the
+response per unit of nbeta): phi_i is a component-localised
+observable, l_j the mean loss on the data of shift j (correct code, buggy code, general
+code) and l_ref the loss on the sampling distribution, so Delta_j is the shift expressed
+as a difference from it. The paper's phi_V for a weight component V is the sampling
+loss L(w) under the posterior restricted to V's weights (the rest fixed at w*), so
+each component has its own chains; output norms of heads/MLPs and SAE feature
+activations are observables of the whole-model posterior.
 
-Per-sequence profiles (one shift per observable sequence) feed the embryology view.
+Per-sequence profiles (one shift per observable sequence) feed the embryology view,
+and per-token attributions chi_{i,t} = -Cov(phi_i, l_t - l_ref) split a sequence's
+entry into its tokens (the mean over its scored tokens is the sequence's entry).
 Intervals come from a blocked bootstrap: each chain is cut into contiguous blocks of
 draws, which are resampled with replacement (chain-level when there is one block).
 """
@@ -53,6 +58,18 @@ def sequence_profiles(component_obs: np.ndarray, obs: np.ndarray, labels: np.nda
     ref = obs[..., labels == reference].mean(-1, keepdims=True)
     keep = labels != reference
     return neg_cov(_pool(component_obs), _pool((obs - ref)[..., keep]))
+
+
+def restricted_loss(obs: np.ndarray, labels: np.ndarray, reference: str = "sampling") -> np.ndarray:
+    """(C, D, 1) phi_V = the sampling loss at each draw of chains restricted to V's weights."""
+    return obs[..., labels == reference].mean(-1)[..., None]
+
+
+def token_attribution(component_obs: np.ndarray, token_obs: np.ndarray, obs: np.ndarray,
+                      labels: np.ndarray, reference: str = "sampling") -> np.ndarray:
+    """(components, tokens) chi_{i,t} = -Cov(phi_i, l_t - l_ref) of every scored token t."""
+    ref = obs[..., labels == reference].mean(-1, keepdims=True)
+    return neg_cov(_pool(component_obs), _pool(token_obs - ref))
 
 
 def bootstrap_interval(component_obs: np.ndarray, obs: np.ndarray, labels: np.ndarray, shifts: list[str],

@@ -102,7 +102,7 @@ class HFCausalLM(nn.Module):
         self.hf = hf_model
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.hf(input_ids=idx).logits
+        return self.hf(input_ids=idx, use_cache=False).logits
 
 
 def revision_step(revision: str) -> int:
@@ -154,6 +154,25 @@ class HFSeries:
 
     def __iter__(self) -> Iterator[Checkpoint]:
         return (self.load(s) for s in self.steps)
+
+
+def hf_tokenizer(model_params):
+    """The HF model's own tokenizer (a `tokenizers.Tokenizer`) and its end-of-text token, from
+    the first revision, for tokenising the corpus and the pairs as the model saw text."""
+    from transformers import AutoTokenizer
+    series = HFSeries(model_params.hf_name, model_params.hf_revisions, model_params.hf_local_dir,
+                      offline=model_params.hf_offline)
+    path = series.resolve(series.revisions[0])
+    try:
+        hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load the tokenizer of {path}: {exc}") from None
+    if not getattr(hf, "is_fast", False) or hf.eos_token is None:
+        raise CheckpointError(f"{path}: a fast tokenizer (tokenizer.json) with an eos token is needed")
+    tok = hf.backend_tokenizer
+    tok.no_padding()
+    tok.no_truncation()
+    return tok, hf.eos_token
 
 
 def open_series(model_params, checkpoints_dir: str | Path):

@@ -61,6 +61,17 @@ def build_sequences(tokens: Sequence[Sequence[int]], score_from: Sequence[int], 
     return SequenceSet(ids, targets, mask, lengths, list(names), np.asarray(labels), np.asarray(groups))
 
 
+def module_device(model: nn.Module) -> torch.device:
+    """Where a module's parameters live (CPU for a module without parameters of its own)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def length_batches(seqs: SequenceSet, batch_size: int) -> list[torch.Tensor]:
+    """Indices of the inference batches, sequences sorted by length (less padding)."""
+    order = torch.argsort(seqs.lengths, stable=True)
+    return [order[a:a + batch_size] for a in range(0, len(seqs), batch_size)]
+
+
 @torch.inference_mode()
 def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
     """(N, T) per-token losses, zero where not scored; rows in dataset order.
@@ -68,11 +79,9 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64)
     Sequences are batched by length (less padding) and, for models that expose
     ``hidden`` (our GPT), the unembedding runs only at the scored positions.
     """
-    device = next(model.parameters()).device
+    device = module_device(model)
     out = torch.zeros(seqs.mask.shape, device=device)
-    order = torch.argsort(seqs.lengths, stable=True)
-    for a in range(0, len(seqs), batch_size):
-        idx = order[a:a + batch_size]
+    for idx in length_batches(seqs, batch_size):
         t = int(seqs.lengths[idx].max())
         ids, targets, mask = (x[idx, :t].to(device) for x in (seqs.ids, seqs.targets, seqs.mask))
         mask = mask.bool()

@@ -76,9 +76,12 @@ def component_slices(model: nn.Module, component: str) -> list[tuple[str, tuple]
 
     Components (transformer-lens positions): ``L{l}H{h}`` one attention head (its q, k, v
     rows and its slice of the output projection), ``L{l}.attn``, ``L{l}.mlp``, ``L{l}``
-    (the whole block). Works for our GPT (nanoGPT names) and HF GPT-NeoX.
+    (the whole block), or any parameter by its name. Works for our GPT (nanoGPT names)
+    and HF GPT-NeoX.
     """
     names = dict(model.named_parameters())
+    if component in names:
+        return [(component, (slice(None),))]
     neox = any(".attention.query_key_value." in n for n in names)
     prefix = "gpt_neox.layers" if neox else "transformer.h"
     if neox and not any(n.startswith(prefix) for n in names):

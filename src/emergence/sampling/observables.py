@@ -3,9 +3,13 @@
 * per-sequence losses (and optionally per-token losses) of the observable sequences:
   the pairs' correct and buggy versions, windows of the sampling corpus (label
   ``sampling``) and of held-out general code (label ``general``);
-* per-component observables phi_i(w) for susceptibilities: the mean output norm of each
-  attention head (its slice of the output projection, ``L{l}H{h}``) and of each MLP
-  (``L{l}.mlp``), taken on the general-code windows during their loss pass.
+* per-component output norms phi_i(w) (the option to weight-restricted sampling for
+  susceptibilities): the mean output norm of each attention head (its slice of the
+  output projection, ``L{l}H{h}``) and of each MLP (``L{l}.mlp``), taken on one set's
+  loss pass;
+* residual reads: the residual stream after block ``layer`` at each sequence's final
+  token, for one set (the pairs), so SAE features can be read off every draw later.
+Works for our GPT and HF GPT-NeoX (Pythia).
 """
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from emergence.models.scoring import SequenceSet, token_loss_matrix
+from emergence.models.scoring import SequenceSet, length_batches, module_device, token_loss_matrix
 
 
 @dataclasses.dataclass
 class Observables:
-    """``fn(model) -> {"obs": (n,), "token_obs": (k,) | None, "component_obs": (m,) | None}``."""
+    """``fn(model) -> {"obs": (n,), "token_obs": (k,) | None, "component_obs": (m,) | None,
+    "reads": (r, d) | None}``."""
 
     fn: Callable[[nn.Module], dict]
     names: list[str]
@@ -30,33 +35,53 @@ class Observables:
     groups: np.ndarray
     token_owner: np.ndarray | None = None    # (k,) observable index of each token value
     components: list[str] | None = None      # names of the m component observables
+    reads: tuple[int, int, int] | None = None  # (r, layer, d_model): residual reads of the first r observables
 
     def __len__(self) -> int:
         return len(self.names)
 
 
+@dataclasses.dataclass
+class Block:
+    module: nn.Module       # the transformer block (its output is the residual stream)
+    attn_out: nn.Linear     # the attention output projection (input: heads concatenated)
+    mlp: nn.Module
+    n_head: int
+
+
+def blocks(model: nn.Module) -> list[Block]:
+    """The transformer blocks of our GPT or of an HF GPT-NeoX model (wrapped or not)."""
+    if hasattr(model, "transformer"):
+        return [Block(b, b.attn.c_proj, b.mlp, model.cfg.n_head) for b in model.transformer.h]
+    hf = getattr(model, "hf", model)
+    if hasattr(hf, "gpt_neox"):
+        n_head = hf.config.num_attention_heads
+        return [Block(b, b.attention.dense, b.mlp, n_head) for b in hf.gpt_neox.layers]
+    raise TypeError(f"{type(model).__name__}: components are defined for our GPT and GPT-NeoX models")
+
+
 def component_names(model: nn.Module) -> list[str]:
-    cfg = model.cfg
-    return [f"L{layer}H{h}" for layer in range(cfg.n_layer) for h in range(cfg.n_head)] + \
-        [f"L{layer}.mlp" for layer in range(cfg.n_layer)]
+    bs = blocks(model)
+    return [f"L{layer}H{h}" for layer, b in enumerate(bs) for h in range(b.n_head)] + \
+        [f"L{layer}.mlp" for layer in range(len(bs))]
 
 
 @contextlib.contextmanager
 def component_norms(model: nn.Module):
-    """Accumulate, during forward passes of our GPT, the summed output norm of every head and MLP
-    and the number of tokens; yields a function returning the per-token means (heads, then MLPs)."""
-    cfg = model.cfg
-    device = next(model.parameters()).device
-    heads = torch.zeros(cfg.n_layer, cfg.n_head, device=device)
-    mlps = torch.zeros(cfg.n_layer, device=device)
+    """Accumulate, during forward passes, the summed output norm of every head and MLP and the
+    number of tokens; yields a function returning the per-token means (heads, then MLPs)."""
+    bs = blocks(model)
+    device = module_device(model)
+    heads = torch.zeros(len(bs), bs[0].n_head, device=device)
+    mlps = torch.zeros(len(bs), device=device)
     count = [0]
     handles = []
-    for layer, block in enumerate(model.transformer.h):
-        def attn_hook(module, inputs, layer=layer):
+    for layer, block in enumerate(bs):
+        def attn_hook(module, inputs, layer=layer, n_head=block.n_head):
             y = inputs[0]                                                  # (B, T, C) heads concatenated
             B, T, C = y.shape
-            w = module.weight.view(C, cfg.n_head, C // cfg.n_head)         # (C_out, H, hd)
-            per_head = torch.einsum("bthd,ohd->btho", y.view(B, T, cfg.n_head, -1), w)
+            w = module.weight.view(-1, n_head, C // n_head)                # (C_out, H, hd)
+            per_head = torch.einsum("bthd,ohd->btho", y.view(B, T, n_head, -1), w)
             heads[layer] += per_head.norm(dim=-1).sum((0, 1))
             if layer == 0:
                 count[0] += B * T
@@ -64,7 +89,7 @@ def component_norms(model: nn.Module):
         def mlp_hook(module, inputs, output, layer=layer):
             mlps[layer] += output.norm(dim=-1).sum()
 
-        handles.append(block.attn.c_proj.register_forward_pre_hook(attn_hook))
+        handles.append(block.attn_out.register_forward_pre_hook(attn_hook))
         handles.append(block.mlp.register_forward_hook(mlp_hook))
     try:
         yield lambda: torch.cat([heads.flatten(), mlps]) / max(count[0], 1)
@@ -73,26 +98,46 @@ def component_norms(model: nn.Module):
             h.remove()
 
 
+@contextlib.contextmanager
+def block_outputs(model: nn.Module, layer: int):
+    """Collect the residual stream after block `layer` of every forward pass, in call order."""
+    captured: list[torch.Tensor] = []
+
+    def hook(module, inputs, output):
+        captured.append((output[0] if isinstance(output, tuple) else output).detach())
+
+    handle = blocks(model)[layer].module.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
 def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_level: bool = False,
-                         component_probe: int | None = None, model: nn.Module | None = None) -> Observables:
-    """Per-sequence mean losses of every sequence of `sets` (in order); with `component_probe`,
-    the index of the set whose loss pass also records the component output norms."""
+                         component_probe: int | None = None, model: nn.Module | None = None,
+                         read_layer: int | None = None) -> Observables:
+    """Per-sequence mean losses of every sequence of `sets` (in order). With `component_probe`,
+    the index of the set whose loss pass also records the component output norms; with
+    `read_layer`, the residual after that block at the final token of every sequence of the
+    first set."""
     scored = [s.mask.bool() for s in sets]
 
     def fn(m: nn.Module) -> dict:
-        values, tokens, comps = [], [], None
+        values, tokens, comps, reads = [], [], None, None
         for k, seqs in enumerate(sets):
-            if k == component_probe:
-                with component_norms(m) as read:
-                    matrix = token_loss_matrix(m, seqs, batch_size)
-                comps = read()
-            else:
+            with contextlib.ExitStack() as stack:
+                read_norms = stack.enter_context(component_norms(m)) if k == component_probe else None
+                captured = stack.enter_context(block_outputs(m, read_layer)) if k == 0 and read_layer is not None else None
                 matrix = token_loss_matrix(m, seqs, batch_size)
+            if read_norms is not None:
+                comps = read_norms()
+            if captured is not None:
+                reads = final_token_reads(seqs, batch_size, captured)
             values.append(matrix.sum(1) / seqs.mask.to(matrix.device).sum(1))
             if token_level:
                 tokens.append(matrix[scored[k].to(matrix.device)])
         return {"obs": torch.cat(values), "token_obs": torch.cat(tokens) if token_level else None,
-                "component_obs": comps}
+                "component_obs": comps, "reads": reads}
 
     names = [n for s in sets for n in s.names]
     owner = None
@@ -100,5 +145,19 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
         offsets = np.cumsum([0] + [len(s) for s in sets])
         owner = np.concatenate([torch.nonzero(sc)[:, 0].numpy() + off for sc, off in zip(scored, offsets)]).astype(np.int32)
     components = component_names(model) if component_probe is not None else None
+    reads = None
+    if read_layer is not None:
+        reads = (len(sets[0]), read_layer, blocks(model)[read_layer].attn_out.out_features)
     return Observables(fn, names, np.concatenate([s.labels for s in sets]),
-                       np.concatenate([s.groups for s in sets]), owner, components)
+                       np.concatenate([s.groups for s in sets]), owner, components, reads)
+
+
+def final_token_reads(seqs: SequenceSet, batch_size: int, captured: list[torch.Tensor]) -> torch.Tensor:
+    """(N, d) residuals at each sequence's last input token, in dataset order, from the block
+    outputs of the inference batches of `token_loss_matrix` (same batching)."""
+    out = None
+    for idx, h in zip(length_batches(seqs, batch_size), captured):
+        if out is None:
+            out = torch.zeros(len(seqs), h.shape[-1], device=h.device)
+        out[idx.to(h.device)] = h[torch.arange(len(idx), device=h.device), (seqs.lengths[idx] - 1).to(h.device)]
+    return out

@@ -100,6 +100,9 @@ class SGLDRun:
             if observables.components is not None:
                 self.records["component_obs"] = torch.full((C, O, len(observables.components)), **nan)
                 self.component_init = torch.full((len(observables.components),), float("nan"))
+            if observables.reads is not None:
+                n_reads, _, d_model = observables.reads
+                self.records["reads"] = torch.full((C, O, n_reads, d_model), **nan)
 
     # -- measurements -----------------------------------------------------------------
     @torch.no_grad()
@@ -111,15 +114,15 @@ class SGLDRun:
         if self.observables is not None:
             measured = self.observables.fn(model)
             self.obs_init[:] = measured["obs"].cpu()
-            if measured["component_obs"] is not None:
+            if measured.get("component_obs") is not None:
                 self.component_init[:] = measured["component_obs"].cpu()
 
     @torch.no_grad()
     def observe(self, k: int) -> None:
         for c, model in enumerate(self.chains.replicas):
             measured = self.observables.fn(model)
-            for name in ("obs", "token_obs", "component_obs"):
-                if measured[name] is not None:
+            for name in ("obs", "token_obs", "component_obs", "reads"):
+                if measured.get(name) is not None:
                     self.records[name][c, k] = measured[name]
 
     # -- one iteration ----------------------------------------------------------------
@@ -199,9 +202,12 @@ class SGLDRun:
                 data["component_obs"] = (("chain", "obs_draw", "component"), rec["component_obs"])
                 data["component_init"] = (("component",), self.component_init.numpy())
                 coords["component"] = list(obs.components)
+            if obs.reads is not None:
+                data["reads"] = (("chain", "obs_draw", "read_sequence", "d_model"), rec["reads"])
         base = {"config": json.dumps(as_dict(self.cfg), sort_keys=True), "status": status,
                 "steps_done": self.steps_done,
-                "components": json.dumps(sorted(set(self._components()))) if self.mask is not None else "[]"}
+                "components": json.dumps(sorted(set(self._components()))) if self.mask is not None else "[]",
+                **({"reads_layer": self.observables.reads[1]} if self.observables and self.observables.reads else {})}
         return xr.Dataset(data, coords=coords, attrs={**base, **(attrs or {})})
 
     def _components(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Stage `corpus`: decontaminated stdlib corpus, BPE tokenizer, token files, tokenised pairs."""
+"""Stage `corpus`: decontaminated stdlib corpus, tokenizer (our BPE, or the HF model's own when
+``model.source`` is hf), token files, tokenised pairs."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from emergence.config import load_params
 from emergence.data import corpus, tokenizer
 from emergence.data.pairs import read_pairs
 from emergence.io import atomic_path, write_json, write_jsonl
+from emergence.models.checkpoints import hf_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,16 @@ def main(args) -> None:
                             p.corpus.decontam_ngram, p.corpus.max_file_bytes)
     log.info("corpus: %d train / %d val files; dropped %d duplicates, %d contaminated, %d too large",
              len(c.train), len(c.val), len(c.duplicates), len(c.contaminated), len(c.too_large))
-    tok = tokenizer.train_tokenizer((t for _, t in c.train), p.corpus.vocab_size)
+    if p.model.source == "hf":  # the model's own tokenizer: corpus and pairs as it reads them
+        tok, eot = hf_tokenizer(p.model)
+    else:
+        tok, eot = tokenizer.train_tokenizer((t for _, t in c.train), p.corpus.vocab_size), tokenizer.EOT
     out = Path(args.out)
     with atomic_path(out / "tokenizer.json") as tmp:
         tok.save(str(tmp))
-    metrics = {"vocab_size": tok.get_vocab_size()}
+    metrics = {"vocab_size": tok.get_vocab_size(), "tokenizer": p.model.hf_name if p.model.source == "hf" else "own BPE"}
     for split, files in (("train", c.train), ("val", c.val)):
-        ids = tokenizer.encode_files(tok, [t for _, t in files])
+        ids = tokenizer.encode_files(tok, [t for _, t in files], eot)
         with atomic_path(out / f"{split}.bin") as tmp:
             ids.tofile(tmp)
         metrics[f"{split}_files"] = len(files)

@@ -1,6 +1,8 @@
-"""`emergence profile NAME --out DIR`: a workspace that runs the same pipeline on a profile.
+"""`emergence profile --name NAME --out DIR [--set key=value ...]`: a workspace that runs the
+same pipeline on a profile.
 
-DIR gets ``params.yaml`` (the project's, with ``conf/profiles/NAME.yaml`` merged in),
+DIR gets ``params.yaml`` (the project's, with ``conf/profiles/NAME.yaml`` and the ``--set``
+values merged in),
 a copy of ``dvc.yaml``, links to ``data/`` and ``src/``, and its own DVC repository,
 so ``dvc repro`` there runs every stage on the profile without touching the main
 workspace's outputs.
@@ -27,7 +29,7 @@ def main(args) -> None:
         raise ConfigError(f"no profile {args.name!r} in {profile.parent} (have {known})")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "params.yaml").write_text(merged_yaml(root / args.params, profile))
+    (out / "params.yaml").write_text(merged_yaml(root / args.params, profile, args.set))
     shutil.copyfile(root / "dvc.yaml", out / "dvc.yaml")
     for name in ("data", "src", "conf"):
         link = out / name

@@ -84,10 +84,12 @@ def summary_lines(artifacts: Path) -> list[str]:
                      f"shape: {m['shape']}.")
     if have("susceptibility/metrics.json"):
         m = read_json(artifacts / "susceptibility/metrics.json")
-        lines.append(f"Components responding oppositely to correct and buggy code at the last checkpoint: "
-                     f"{', '.join(m['final_opposite']) or 'none'} (significant: "
-                     f"{', '.join(m['final_opposite_significant']) or 'none'}); persistently from: "
-                     f"{json.dumps(m['opposite_from_step']) or '{}'}.")
+        sae = {s: v for s, v in m["sae_opposite_significant"].items() if v}
+        lines.append(f"Susceptibilities (phi of heads/MLPs: {m['observable']}): components responding oppositely to "
+                     f"correct and buggy code at step {m['final_step']}: {', '.join(m['final_opposite']) or 'none'} "
+                     f"(significant: {', '.join(m['final_opposite_significant']) or 'none'}); persistently from: "
+                     f"{json.dumps(m['opposite_from_step'])}; SAE features with significant opposite responses: "
+                     f"{json.dumps(sae) if sae else 'none'}.")
     if have("probes/metrics.json"):
         m = read_json(artifacts / "probes/metrics.json")
         lines.append(f"Patching: top components {', '.join(m['patching_top'][:3])}; first checkpoint where a component "

@@ -4,6 +4,10 @@
   ``L{l}H{h}`` and each MLP ``L{l}.mlp``), the rest fixed at the checkpoint;
 * data-refined: the whole-model LLC with the sampling loss on correct code, and on buggy
   code (the solution bodies of the pairs), instead of the corpus.
+The weight-restricted chains also record the losses of the observable sequences (the
+pairs, sampling and general-code windows, as in the `sample` stage): the
+`susceptibility` stage reads the component-localised observable phi_V (the sampling
+loss under the posterior restricted to V) from them.
 Heads are clustered by the shape of their rLLC trajectories (Ward linkage on z-scored
 curves). Traces are kept and reused by cache key, like the main sampling stage.
 """
@@ -19,13 +23,14 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from emergence.analysis import plots
 from emergence.config import as_dict, load_params
 from emergence.estimators.llc import llc
-from emergence.io import sha256_file, write_json
+from emergence.io import write_json
 from emergence.models.checkpoints import open_series
 from emergence.models.scoring import load_pair_sequences
-from emergence.sampling.observables import component_names
+from emergence.sampling.observables import component_names, sequence_observables
 from emergence.sampling.sampler_module import sample_lm, sample_sequences
 from emergence.sampling.trace import cache_key, save_trace
-from emergence.stages.sample import existing, selected_steps, weights_digest
+from emergence.stages.sample import (NOT_IN_KEY, existing, observable_sets, observables_digest, selected_steps,
+                                     weights_digest)
 from emergence.tracking.wandb import init_run, log_curves
 
 log = logging.getLogger(__name__)
@@ -46,16 +51,19 @@ def main(args) -> None:
     series = open_series(p.model, args.checkpoints)
     steps = selected_steps(p.rllc.checkpoints, series.steps)
     cfg = dataclasses.replace(p.sampler, draws=p.rllc.draws, burn_in=p.rllc.burn_in, chains=p.rllc.chains,
-                              batch_size=p.rllc.batch_size, obs_every=1)
+                              batch_size=p.rllc.batch_size, obs_every=p.rllc.obs_every)
     seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
     sides = {side: seqs.subset(np.nonzero(seqs.labels == side)[0].tolist()) for side in ("correct", "buggy")}
-    settings = {**as_dict(cfg), "seed": p.seed, "data": sha256_file(corpus / "train.bin")}
+    sets = observable_sets(p, corpus)
+    observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level)
+    settings = {**{k: v for k, v in as_dict(cfg).items() if k not in NOT_IN_KEY}, "seed": p.seed,
+                "data": observables_digest(corpus, sets, observables)}
     results: dict[str, dict[int, dict]] = {}
     for step in steps:
         model = series.load(step).model
         digest = weights_digest(model)
         jobs = {comp: (lambda comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
-                                                    components=[comp]))
+                                                    observables, components=[comp]))
                 for comp in component_names(model)}
         if p.rllc.data_refined:
             for side, data in sides.items():

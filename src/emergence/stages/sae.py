@@ -64,7 +64,7 @@ def main(args) -> None:
     step, corpus, out = int(args.step), Path(args.corpus), Path(args.out) / f"step_{args.step}"
     torch.manual_seed(p.seed)
     hooked = open_series(p.model, args.checkpoints).load(step).hooked()
-    hook = f"blocks.{p.sae_layer}.hook_resid_post"
+    hook = f"blocks.{p.sae_layer_for(hooked.cfg.n_layers)}.hook_resid_post"
     d_model = hooked.cfg.d_model
     sae = make_sae(p.sae.architecture, d_model, p.sae.expansion * d_model, p.sae.l1, p.sae.k, hook)
     windows = TokenWindows(str(corpus / "train.bin"), p.model.n_ctx, p.sae.buffer_windows, p.seed)

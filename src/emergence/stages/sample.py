@@ -21,7 +21,7 @@ from emergence.io import sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.models.scoring import SequenceSet, build_sequences, load_pair_sequences
-from emergence.sampling.observables import sequence_observables
+from emergence.sampling.observables import blocks, sequence_observables
 from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
 from emergence.sampling.trace import TraceError, cache_key, load_trace, post_burn_in_draw_losses, save_trace
 from emergence.tracking.wandb import init_run
@@ -55,6 +55,13 @@ def observable_sets(p, corpus: Path) -> list[SequenceSet]:
     return out
 
 
+def observables_digest(corpus: Path, sets: list[SequenceSet], observables) -> str:
+    """sha256 of the sampling data and of what is observed (sequences, components, reads)."""
+    what = "|".join(observables.names) + f"|{observables.components}|{observables.reads}"
+    return hashlib.sha256((sha256_file(corpus / "train.bin") + what).encode()
+                          + b"".join(s.ids.numpy().tobytes() for s in sets)).hexdigest()
+
+
 def weights_digest(model) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -80,11 +87,10 @@ def main(args) -> None:
     series = open_series(p.model, args.checkpoints)
     steps = selected_steps(p.sampler.checkpoints, series.steps)
     sets = observable_sets(p, corpus)
+    first = series.load(steps[0]).model
     observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level,
-                                       component_probe=2 if p.model.source == "own" else None,
-                                       model=series.load(steps[0]).model)
-    data_digest = hashlib.sha256((sha256_file(corpus / "train.bin") + "|".join(observables.names)).encode()
-                                 + b"".join(s.ids.numpy().tobytes() for s in sets)).hexdigest()
+                                       component_probe=2, model=first, read_layer=p.sae_layer_for(len(blocks(first))))
+    data_digest = observables_digest(corpus, sets, observables)
     settings = {k: v for k, v in as_dict(p.sampler).items() if k not in NOT_IN_KEY}
     settings.update(seed=p.seed, n_ctx=p.model.n_ctx)
     run = init_run("sample", p)

@@ -1,22 +1,136 @@
-"""Stage `susceptibility` (Experiments 3 and 4): chi of every head and MLP to shifts toward
-correct, buggy and general code at each checkpoint, from the stored traces, and the
-embryology UMAP of the components' per-sequence response profiles across checkpoints.
+"""Stage `susceptibility` (Experiments 3 and 4): chi of every head, MLP and top SAE feature to
+shifts toward correct, buggy and general code at each checkpoint, from stored traces, and
+the embryology UMAP of the heads' and MLPs' per-sequence response profiles across
+checkpoints.
+
+* heads and MLPs, ``susceptibility.observable``: ``restricted_loss`` (the paper's phi_V,
+  read from the weight-restricted chains of the `rllc` stage, at ``rllc.checkpoints``) or
+  ``output_norm`` (recorded in the `sample` traces, at every sampled checkpoint);
+* SAE features (the correctness latents the `sae` stage found at that checkpoint): their
+  mean activation at the final token of the pair sequences, from the residual reads of
+  the `sample` traces, at checkpoints that have an SAE;
+* with ``sampler.token_level``: per-token attributions chi_{i,t} for the pair tokens, and
+  the tokens that move each opposite responder most.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from emergence.analysis import embryology, plots
 from emergence.config import load_params
+from emergence.data.tokenizer import load_tokenizer
 from emergence.estimators import susceptibility as sus
-from emergence.io import write_json
+from emergence.io import atomic_path, read_json, write_json
 from emergence.sampling.trace import TraceError, load_trace
 from emergence.stages.influence import trace_files
+from emergence.stages.sample import observable_sets
 from emergence.tracking.wandb import init_run, log_matrix
 
 log = logging.getLogger(__name__)
 SHIFTS = ["correct", "buggy", "general"]
+
+
+@dataclasses.dataclass
+class Rows:
+    """Susceptibilities of some components at one checkpoint."""
+    names: list[str]
+    chi: np.ndarray                   # (m, shifts)
+    lo: np.ndarray
+    hi: np.ndarray
+    profiles: np.ndarray              # (m, non-reference sequences)
+    tokens: np.ndarray | None         # (m, scored tokens) per-token attribution
+    token_sequence: np.ndarray | None
+
+    @staticmethod
+    def join(parts: list["Rows"]) -> "Rows":
+        tokens = [r.tokens for r in parts]
+        return Rows(sum((r.names for r in parts), []), *(np.concatenate([getattr(r, k) for r in parts])
+                                                         for k in ("chi", "lo", "hi", "profiles")),
+                    np.concatenate(tokens) if all(t is not None for t in tokens) else None,
+                    parts[0].token_sequence)
+
+
+def rows(phi: np.ndarray, trace, names: list[str], p) -> Rows:
+    """chi, its blocked-bootstrap interval, profiles and token attributions of observables phi (C, D, m)."""
+    obs, labels = trace["obs"].values, trace["label"].values.astype(str)
+    lo, hi = sus.bootstrap_interval(phi, obs, labels, SHIFTS, n_boot=p.susceptibility.bootstrap,
+                                    blocks=p.susceptibility.blocks, seed=p.seed)
+    token_level = "token_obs" in trace
+    return Rows(names, sus.susceptibility_matrix(phi, obs, labels, SHIFTS), lo, hi,
+                sus.sequence_profiles(phi, obs, labels),
+                sus.token_attribution(phi, trace["token_obs"].values, obs, labels) if token_level else None,
+                trace["token_sequence"].values if token_level else None)
+
+
+def component_order(name: str) -> tuple:
+    m = re.fullmatch(r"L(\d+)(?:H(\d+)|\.(mlp))", name)
+    return (int(m.group(1)), m.group(3) is not None, int(m.group(2) or 0))
+
+
+def restricted_rows(rllc_traces: Path, step: int, p) -> Rows:
+    """phi_V = sampling loss under the posterior restricted to V, for every head and MLP V."""
+    files = {f.stem.split("_", 2)[2]: f for f in rllc_traces.glob(f"step_{step}_L*.nc")}
+    if not files:
+        raise TraceError(f"no weight-restricted traces for step {step} in {rllc_traces}: run `dvc repro rllc` "
+                         f"(susceptibility.observable = restricted_loss reads them)")
+    parts = []
+    for name in sorted(files, key=component_order):
+        trace = load_trace(files[name])
+        if "obs" not in trace:
+            raise TraceError(f"{files[name]} has no observables: re-sample with `dvc repro rllc`")
+        parts.append(rows(sus.restricted_loss(trace["obs"].values, trace["label"].values.astype(str)),
+                          trace, [name], p))
+    return Rows.join(parts)
+
+
+def norm_rows(trace, path: Path, p) -> Rows:
+    if "component_obs" not in trace:
+        raise TraceError(f"{path} has no component observables: re-sample with `dvc repro sample`")
+    return rows(trace["component_obs"].values, trace, [str(c) for c in trace["component"].values], p)
+
+
+def sae_rows(trace, path: Path, sae_dir: Path, p) -> Rows:
+    """phi_k = mean activation of SAE latent k at the final token of the pair sequences, per draw."""
+    from sae_lens import SAE
+    directions = read_json(sae_dir / "directions.json")
+    if "reads" not in trace:
+        raise TraceError(f"{path} has no residual reads: re-sample with `dvc repro sample`")
+    if directions["hook"] != f"blocks.{trace.attrs['reads_layer']}.hook_resid_post":
+        raise TraceError(f"{path} reads block {trace.attrs['reads_layer']} but the SAE in {sae_dir} was trained "
+                         f"on {directions['hook']}: re-run `dvc repro sample`")
+    latents = list(dict.fromkeys(directions["top_k_latents"] + [directions["latents"][k]
+                                                                  for k in ("t_max", "t_min", "steering")]))
+    sae = SAE.load_from_disk(str(sae_dir / "sae"), device="cpu")
+    reads = trace["reads"].values                                        # (C, D, r, d)
+    with torch.no_grad():
+        feats = sae.encode(torch.from_numpy(reads.reshape(-1, reads.shape[-1])).float()).numpy()
+    phi = feats[:, latents].reshape(*reads.shape[:3], len(latents)).mean(2)
+    return rows(phi, trace, [f"SAE{k}" for k in latents], p)
+
+
+def top_tokens(r: Rows, component: str, sets, tok, n: int = 12) -> list[dict]:
+    """The pair tokens with the largest |chi_{i,t}| for a component, with their context."""
+    pairs = sets[0]
+    owner = r.token_sequence
+    in_pairs = owner < len(pairs)
+    positions = np.concatenate([np.nonzero(pairs.mask[i].numpy())[0] for i in range(len(pairs))])
+    chi_t = r.tokens[r.names.index(component)][in_pairs]
+    best = np.argsort(-np.abs(chi_t))[:n]
+    out = []
+    for k in best:
+        i, j = int(owner[in_pairs][k]), int(positions[k])
+        target = pairs.targets[i]
+        out.append({"sequence": pairs.names[i], "position": j, "chi": float(chi_t[k]),
+                    "token": tok.decode([int(target[j])]),
+                    "context": tok.decode(target[max(0, j - 8):j].tolist()) + "[[" +
+                    tok.decode([int(target[j])]) + "]]"})
+    return out
 
 
 def first_persistent(steps: list[int], flags: list[bool]) -> int | None:
@@ -30,44 +144,57 @@ def first_persistent(steps: list[int], flags: list[bool]) -> int | None:
 def main(args) -> None:
     import wandb
     p = load_params(args.params)
-    out = Path(args.out)
+    out, sae_root, corpus = Path(args.out), Path(args.sae), Path(args.corpus)
+    sample = dict(trace_files(Path(args.traces)))
+    if p.susceptibility.observable == "restricted_loss":
+        weight = {s: restricted_rows(Path(args.rllc), s, p) for s in p.rllc.checkpoints}
+    else:
+        weight = {s: norm_rows(load_trace(path), path, p) for s, path in sample.items()}
+    features = {s: sae_rows(load_trace(sample[s]), sample[s], sae_root / f"step_{s}", p)
+                for s in sorted(sample) if (sae_root / f"step_{s}" / "sae").exists()}
+    sets = observable_sets(p, corpus) if p.sampler.token_level else None
+    tok = load_tokenizer(corpus / "tokenizer.json") if p.sampler.token_level else None
+
     run = init_run("susceptibility", p)
-    steps, rows, profiles, opposite_by_step = [], [], {}, {}
-    for step, path in trace_files(Path(args.traces)):
-        trace = load_trace(path)
-        if "component_obs" not in trace:
-            raise TraceError(f"{path} has no component observables: re-sample with `dvc repro sample`")
-        comp, obs = trace["component_obs"].values, trace["obs"].values
-        labels = trace["label"].values.astype(str)
-        names = [str(c) for c in trace["component"].values]
-        chi = sus.susceptibility_matrix(comp, obs, labels, SHIFTS)
-        lo, hi = sus.bootstrap_interval(comp, obs, labels, SHIFTS, n_boot=p.susceptibility.bootstrap,
-                                        blocks=p.susceptibility.blocks, seed=p.seed)
-        opposite = sus.opposite_responses(chi, lo, hi, names)
-        profiles[step] = sus.sequence_profiles(comp, obs, labels)
-        opposite_by_step[step] = {r["component"]: r["significant"] for r in opposite}
-        steps.append(step)
-        write_json(out / "matrices" / f"step_{step}.json",
-                   {"components": names, "shifts": SHIFTS, "chi": chi.tolist(), "lo": lo.tolist(), "hi": hi.tolist(),
-                    "opposite": opposite, "svd": sus.principal_directions(chi)})
-        for i, n in enumerate(names):
-            rows.append({"step": step, "component": n, **{f"chi_{s}": float(chi[i, j]) for j, s in enumerate(SHIFTS)}})
-        fig = plots.heatmap(chi, names, SHIFTS, f"susceptibility chi, step {step}", center=True)
-        log_matrix(run, f"susceptibility/step_{step}", chi, names, SHIFTS, fig)
+    curve, opposite_by_step, final = [], {}, None
+    for step in sorted(set(weight) | set(features)):
+        r = Rows.join([x[step] for x in (weight, features) if step in x])
+        opposite = sus.opposite_responses(r.chi, r.lo, r.hi, r.names)
+        if step in weight:
+            opposite_by_step[step] = {o["component"]: o["significant"] for o in opposite}
+            final = (step, opposite)
+        matrix = {"components": r.names, "shifts": SHIFTS, "chi": r.chi.tolist(), "lo": r.lo.tolist(),
+                  "hi": r.hi.tolist(), "opposite": opposite, "svd": sus.principal_directions(r.chi),
+                  "observable": {n: ("sae_activation" if n.startswith("SAE") else p.susceptibility.observable)
+                                 for n in r.names}}
+        if r.tokens is not None:
+            matrix["top_tokens"] = {o["component"]: top_tokens(r, o["component"], sets, tok) for o in opposite[:3]}
+            with atomic_path(out / "matrices" / f"step_{step}.tokens.npz") as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, chi=r.tokens, components=np.asarray(r.names), token_sequence=r.token_sequence)
+        write_json(out / "matrices" / f"step_{step}.json", matrix)
+        curve += [{"step": step, "component": n, "kind": "sae" if n.startswith("SAE") else "weight",
+                   **{f"chi_{s}": float(r.chi[i, j]) for j, s in enumerate(SHIFTS)}} for i, n in enumerate(r.names)]
+        fig = plots.heatmap(r.chi, r.names, SHIFTS, f"susceptibility chi, step {step}", center=True)
+        log_matrix(run, f"susceptibility/step_{step}", r.chi, r.names, SHIFTS, fig)
         plots.save(fig, out / "heatmaps" / f"step_{step}.png")
         log.info("step %d: opposite correct/buggy responses: %s", step,
-                 ", ".join(f"{r['component']}{'*' if r['significant'] else ''}" for r in opposite[:5]) or "none")
+                 ", ".join(f"{o['component']}{'*' if o['significant'] else ''}" for o in opposite[:5]) or "none")
 
+    steps = sorted(weight)
+    names = weight[steps[-1]].names
     first = {n: first_persistent(steps, [opposite_by_step[s].get(n, False) for s in steps]) for n in names}
-    final_opposite = opposite  # of the last checkpoint
-    write_json(out / "curve.json", rows)
-    write_json(out / "metrics.json", {"final_opposite": [r["component"] for r in final_opposite],
-                                      "final_opposite_significant": [r["component"] for r in final_opposite
-                                                                     if r["significant"]],
-                                      "opposite_from_step": {n: s for n, s in first.items() if s is not None}})
+    sae_opposite = {str(s): [o["component"] for o in sus.opposite_responses(f.chi, f.lo, f.hi, f.names)
+                             if o["significant"]] for s, f in features.items()}
+    write_json(out / "curve.json", curve)
+    write_json(out / "metrics.json", {"observable": p.susceptibility.observable, "final_step": final[0],
+                                      "final_opposite": [o["component"] for o in final[1]],
+                                      "final_opposite_significant": [o["component"] for o in final[1]
+                                                                     if o["significant"]],
+                                      "opposite_from_step": {n: s for n, s in first.items() if s is not None},
+                                      "sae_opposite_significant": sae_opposite})
 
-    df = embryology.embed(profiles, names, p.seed, p.susceptibility.umap_neighbors)
-    chis = {(r["step"], r["component"]): r for r in rows}
+    df = embryology.embed({s: weight[s].profiles for s in steps}, names, p.seed, p.susceptibility.umap_neighbors)
+    chis = {(c["step"], c["component"]): c for c in curve}
     for key in ("chi_correct", "chi_buggy", "chi_general"):
         df[key] = [chis[(s, c)][key] for s, c in zip(df.step, df.component)]
     write_json(out / "umap.json", df.to_dict(orient="records"))
@@ -78,4 +205,3 @@ def main(args) -> None:
     run.finish()
     plots.save(grid, out / "umap_grid.png")
     embryology.save_animation(df, out / "umap.gif")
-

@@ -1,4 +1,5 @@
-"""Stage `train_lm`: train our GPT on the corpus and write the checkpoint series.
+"""Stage `train_lm`: train our GPT on the corpus and write the checkpoint series (with
+``model.source: hf``, index the HF revisions instead: each is loaded and scored).
 
 Interrupted runs resume from ``last.ckpt`` when it was written with the same
 parameters and data; otherwise the series directory is started afresh. A finished run
@@ -20,9 +21,10 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
 from emergence.config import load_params, params_hash
 from emergence.data.tokenizer import load_tokenizer
 from emergence.io import read_json, sha256_file, write_json
+from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
-                                        checkpoint_schedule)
-from emergence.models.scoring import load_pair_sequences
+                                        checkpoint_schedule, fixed_windows, validation_loss)
+from emergence.models.scoring import load_pair_sequences, pair_preference, sequence_losses
 from emergence.tracking.wandb import lightning_logger
 
 log = logging.getLogger(__name__)
@@ -86,13 +88,41 @@ def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
     return read_json(out / "index.json")
 
 
+def index_revisions(p, corpus_dir: Path, out: Path, logger=None) -> dict:
+    """For ``model.source: hf``: load every revision (so a missing one fails here, naming it), score
+    the validation windows and the pairs with it, and write the series index into `out`."""
+    tok = load_tokenizer(corpus_dir / "tokenizer.json")
+    series = open_series(p.model, out)
+    pairs = load_pair_sequences(corpus_dir / "pairs_tokens.jsonl", p.model.n_ctx)
+    val = fixed_windows(corpus_dir / "val.bin", p.model.n_ctx, p.train.val_windows)
+    entries = []
+    for ckpt in series:
+        vocab = ckpt.model(torch.zeros(1, 1, dtype=torch.long)).shape[-1]
+        if vocab < tok.get_vocab_size():
+            raise CheckpointError(f"{ckpt.source}: {vocab} output logits but the corpus tokenizer has "
+                                  f"{tok.get_vocab_size()} tokens; re-run `dvc repro corpus` with this model")
+        entry = {"step": ckpt.step, "revision": series.revisions[series.steps.index(ckpt.step)],
+                 "val/loss": validation_loss(ckpt.model, val, p.train.eval_batch_size),
+                 **pair_preference(sequence_losses(ckpt.model, pairs, p.train.eval_batch_size), pairs.labels)}
+        entries.append(entry)
+        if logger is not None:
+            logger.log_metrics({k: v for k, v in entry.items() if "/" in k}, step=ckpt.step)
+        log.info("%s %s: val loss %.3f", p.model.hf_name, entry["revision"], entry["val/loss"])
+    if out.exists():
+        shutil.rmtree(out)
+    index = {"checkpoints": entries, "model_source": "hf", "hf_name": p.model.hf_name,
+             "tokenizer_sha256": sha256_file(corpus_dir / "tokenizer.json")}
+    write_json(out / "index.json", index)
+    return index
+
+
 def main(args) -> None:
     p = load_params(args.params)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     corpus_dir, out = Path(args.corpus), Path(args.out)
     t0 = time.perf_counter()
     logger = lightning_logger("train_lm", p)
-    index = train(p, corpus_dir, out, logger)
+    index = (index_revisions if p.model.source == "hf" else train)(p, corpus_dir, out, logger)
     last = index["checkpoints"][-1]
     metrics = {"final_step": last["step"], "val_loss": last["val/loss"],
                "unigram_val_loss": unigram_loss(corpus_dir / "train.bin", corpus_dir / "val.bin",
