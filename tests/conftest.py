@@ -13,6 +13,8 @@ os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")     # as the CLI sets them (emergence.cli.DETERMINISM)
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 @pytest.fixture(scope="session")

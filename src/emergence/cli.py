@@ -56,6 +56,10 @@ STAGES = {
                      ("--corpus", "artifacts/corpus")]),
 }
 ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial")}
+# MKL may use fewer threads when the machine is busy (MKL_DYNAMIC), which changes the order of
+# its floating-point sums; a fixed thread count and strict conditional numerical reproducibility
+# keep "same seed, same commit => same numbers" true under any load.
+DETERMINISM = {"MKL_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO,STRICT"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
     os.environ.setdefault("WANDB_MODE", "offline")
+    for key, value in DETERMINISM.items():  # before torch loads MKL
+        os.environ.setdefault(key, value)
     module_name, func = ENTRY.get(args.stage, (f"emergence.stages.{args.stage}", "main"))
     try:
         getattr(importlib.import_module(module_name), func)(args)
