@@ -40,3 +40,18 @@ def test_grid_sweep_stops_when_exhausted():
     spec = {"method": "grid", "metric": {"name": "sgld/score", "goal": "maximize"},
             "parameters": {"lr": {"values": [1e-6, 1e-7]}}}
     assert [r["config"]["lr"] for r in run_offline(spec, lambda c: 0.0, trials=5)] == [1e-6, 1e-7]
+
+
+def test_runs_are_tagged_and_only_rank_zero_logs(monkeypatch):
+    """Every run carries commit, params hash and data version; a second process that Lightning
+    launched for multi-device sampling (LOCAL_RANK=1) logs nothing."""
+    from emergence.config import load_params
+    from emergence.tracking.wandb import run_settings
+    p = load_params("params.yaml")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("EMERGENCE_RUN_GROUP", "g1")
+    s = run_settings("sample", p)
+    assert s["mode"] == "offline" and s["group"] == "g1" and s["config"]["seed"] == p.seed
+    assert [t.split(":")[0] for t in s["tags"]] == ["commit", "params", "data"]
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert run_settings("sample", p)["mode"] == "disabled"

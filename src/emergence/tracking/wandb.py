@@ -41,11 +41,17 @@ def data_version(dvc_file: str | Path = "data.dvc") -> str:
 
 def run_settings(job_type: str, params: Any, name: str | None = None) -> dict:
     """Keyword arguments for ``wandb.init`` shared by every stage."""
+    mode = os.environ.get("WANDB_MODE", "offline") if process_rank() == 0 else "disabled"
     return dict(project=PROJECT, group=os.environ.get("EMERGENCE_RUN_GROUP", "manual"),
                 job_type=job_type, name=name or job_type, config=as_dict(params),
                 tags=[f"commit:{git_commit()}", f"params:{params_hash(params)}", f"data:{data_version()}"],
-                dir=os.environ.get("WANDB_DIR"), mode=os.environ.get("WANDB_MODE", "offline"),
-                reinit="finish_previous")
+                dir=os.environ.get("WANDB_DIR"), mode=mode, reinit="finish_previous")
+
+
+def process_rank() -> int:
+    """Rank of this process among those Lightning launched for several devices (0 when alone):
+    only rank 0 logs a stage's run."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
 def lightning_logger(job_type: str, params: Any, name: str | None = None):
