@@ -61,6 +61,11 @@ def test_every_stage_ran_and_wrote_its_outputs(runs):
     assert "up to date" in status.stdout
     runs_dir = ws.parent / "wandb" / "wandb"
     assert len(list(runs_dir.glob("offline-run-*"))) >= 8
+    rllc = {r["component"] for r in json.loads((ws / "artifacts/rllc/curve.json").read_text())}
+    assert {"L0H1", "L1.mlp", "L0", "L1", "data:correct", "data:buggy"} <= rllc  # heads, MLPs, blocks, data
+    sus = json.loads((ws / "artifacts/susceptibility/matrices/step_40.json").read_text())
+    assert sus["components"][:6] == ["L0H0", "L0H1", "L0.mlp", "L1H0", "L1H1", "L1.mlp"]
+    assert any(c.startswith("SAE") for c in sus["components"]) and sus["top_tokens"]  # smoke: token_level on
 
 
 def test_same_commit_and_params_give_the_same_metrics(runs):

@@ -1,10 +1,11 @@
 """Stage `rllc`: refined LLCs over training (Wang et al. 2025, arXiv 2410.02984).
 
 * weight-refined: lambda_hat(w*; V) with SGLD restricted to one component V (each head
-  ``L{l}H{h}`` and each MLP ``L{l}.mlp``), the rest fixed at the checkpoint;
+  ``L{l}H{h}``, each MLP ``L{l}.mlp`` and each whole block ``L{l}``), the rest fixed at the
+  checkpoint;
 * data-refined: the whole-model LLC with the sampling loss on correct code, and on buggy
   code (the solution bodies of the pairs), instead of the corpus.
-The weight-restricted chains also record the losses of the observable sequences (the
+The chains restricted to a head or an MLP also record the losses of the observable sequences (the
 pairs, sampling and general-code windows, as in the `sample` stage): the
 `susceptibility` stage reads the component-localised observable phi_V (the sampling
 loss under the posterior restricted to V) from them.
@@ -26,7 +27,7 @@ from emergence.estimators.llc import llc
 from emergence.io import write_json
 from emergence.models.checkpoints import open_series
 from emergence.models.scoring import load_pair_sequences
-from emergence.sampling.observables import component_names, sequence_observables
+from emergence.sampling.observables import blocks, component_names, sequence_observables
 from emergence.sampling.sampler_module import sample_lm, sample_sequences
 from emergence.sampling.trace import cache_key, save_trace
 from emergence.stages.sample import (NOT_IN_KEY, existing, observable_sets, observables_digest, selected_steps,
@@ -65,6 +66,9 @@ def main(args) -> None:
         jobs = {comp: (lambda comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
                                                     observables, components=[comp]))
                 for comp in component_names(model)}
+        for layer in range(len(blocks(model))):  # whole blocks: the rLLC only
+            jobs[f"L{layer}"] = lambda layer=layer: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
+                                                             p.model.n_ctx, components=[f"L{layer}"])
         if p.rllc.data_refined:
             for side, data in sides.items():
                 jobs[f"data:{side}"] = lambda data=data: sample_sequences(model, cfg, p.seed, data)

@@ -68,14 +68,18 @@ def rows(phi: np.ndarray, trace, names: list[str], p) -> Rows:
                 trace["token_sequence"].values if token_level else None)
 
 
+COMPONENT = re.compile(r"L(\d+)(?:H(\d+)|\.(mlp))")
+
+
 def component_order(name: str) -> tuple:
-    m = re.fullmatch(r"L(\d+)(?:H(\d+)|\.(mlp))", name)
+    m = COMPONENT.fullmatch(name)
     return (int(m.group(1)), m.group(3) is not None, int(m.group(2) or 0))
 
 
 def restricted_rows(rllc_traces: Path, step: int, p) -> Rows:
     """phi_V = sampling loss under the posterior restricted to V, for every head and MLP V."""
     files = {f.stem.split("_", 2)[2]: f for f in rllc_traces.glob(f"step_{step}_L*.nc")}
+    files = {name: f for name, f in files.items() if COMPONENT.fullmatch(name)}  # heads and MLPs, not whole blocks
     if not files:
         raise TraceError(f"no weight-restricted traces for step {step} in {rllc_traces}: run `dvc repro rllc` "
                          f"(susceptibility.observable = restricted_loss reads them)")
