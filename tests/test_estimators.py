@@ -45,6 +45,7 @@ def test_llc_recovers_analytic_learning_coefficients(powers, expected):
     torch.manual_seed(0)
     trace = run_sgld(Potential(powers), lambda m, b: m())
     est = llc(trace)
+    print(f"LLC of {powers}: {est['llc']:.3f} +- {est['llc_se']:.3f} vs {expected:.3f}")
     assert est["llc"] == pytest.approx(expected, rel=0.1)
     assert abs(est["llc"] - expected) < 4 * est["llc_se"] + 0.05 * expected
     assert est["rhat"] < 1.1
@@ -94,6 +95,7 @@ def test_bif_matches_closed_form_posterior_covariance():
     sampled = bif_matrix(trace["obs"].values)
     iu = np.triu_indices(n)
     r = np.corrcoef(sampled[iu], exact[iu])[0, 1]
+    print(f"BIF vs closed form: Pearson {r:.4f}")
     assert r >= 0.95
     big = np.abs(exact[iu]) > 0.2 * np.abs(exact).max()
     assert (np.sign(sampled[iu][big]) == np.sign(exact[iu][big])).mean() > 0.95
