@@ -178,9 +178,14 @@ def main(args) -> None:
         write_json(out / "matrices" / f"step_{step}.json", matrix)
         curve += [{"step": step, "component": n, "kind": "sae" if n.startswith("SAE") else "weight",
                    **{f"chi_{s}": float(r.chi[i, j]) for j, s in enumerate(SHIFTS)}} for i, n in enumerate(r.names)]
-        fig = plots.heatmap(r.chi, r.names, SHIFTS, f"susceptibility chi, step {step}", center=True)
-        log_matrix(run, f"susceptibility/step_{step}", r.chi, r.names, SHIFTS, fig)
-        plots.save(fig, out / "heatmaps" / f"step_{step}.png")
+        for kind, rows_of_kind in (("", [i for i, n in enumerate(r.names) if not n.startswith("SAE")]),
+                                   ("_sae", [i for i, n in enumerate(r.names) if n.startswith("SAE")])):
+            if rows_of_kind:  # heads/MLPs and SAE features on their own colour scales (different phi units)
+                names = [r.names[i] for i in rows_of_kind]
+                title = f"susceptibility chi{' of SAE features' if kind else ''}, step {step}"
+                fig = plots.heatmap(r.chi[rows_of_kind], names, SHIFTS, title, center=True)
+                log_matrix(run, f"susceptibility/step_{step}{kind}", r.chi[rows_of_kind], names, SHIFTS, fig)
+                plots.save(fig, out / "heatmaps" / f"step_{step}{kind}.png")
         log.info("step %d: opposite correct/buggy responses: %s", step,
                  ", ".join(f"{o['component']}{'*' if o['significant'] else ''}" for o in opposite[:5]) or "none")
 
