@@ -2,7 +2,7 @@
 
 Each chain is a replica of the model whose parameters are views into its row of ``W``
 and whose gradients are views into the same row of ``G``: one backward fills every
-chain's gradient, one optimizer step with one noise draw moves every chain, and a
+chain's gradient, one optimizer step moves every chain, and a
 replica is an ordinary module for forward passes (any architecture: our GPT, HF
 GPT-NeoX). Weight restriction is a 0/1 mask over the flat vector; parameters outside
 it do not require gradients, so their backward is skipped.
