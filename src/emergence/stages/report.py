@@ -55,47 +55,53 @@ def embed(path: Path) -> str:
     return f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
 
 
+def _training(m) -> str:
+    return (f"Training reached val loss {m['val_loss']:.3f} (unigram baseline {m['unigram_val_loss']:.3f}); "
+            f"at the last checkpoint the correct version of a pair has the lower loss for "
+            f"{100 * m['pairs_correct_preferred']:.1f}% of pairs (mean gap {m['pairs_loss_gap']:+.4f} nats).")
+
+
+def _monitors(m) -> str:
+    return (f"Induction monitor: highest final prefix-matching score {m['final_max_prefix_matching']:.3f} "
+            f"({m['top_induction_head']}); final ICL score {m['final_icl']:+.3f}.")
+
+
+def _influence(m) -> str:
+    flips = {k: v for k, v in m["sign_flips"].items() if v}
+    peaks = {k: v for k, v in m["peaks"].items() if v}
+    return (f"Final LLC {m['final_llc']:.1f} +- {m['final_llc_se']:.1f}. BIF sign flips: "
+            f"{json.dumps(flips) if flips else 'none'}; peaks: {json.dumps(peaks) if peaks else 'none'}.")
+
+
+def _emergence(m) -> str:
+    return (f"Correctness direction ({m['best_predictor']}): final held-out accuracy {m['final_accuracy']:.3f}, "
+            f"AUROC {m['final_auroc']:.3f}; beats the lower baselines from step {m['emergence_step']}; "
+            f"shape: {m['shape']}.")
+
+
+def _susceptibility(m) -> str:
+    sae = {s: v for s, v in m["sae_opposite_significant"].items() if v}
+    return (f"Susceptibilities (phi of heads/MLPs: {m['observable']}): components responding oppositely to "
+            f"correct and buggy code at step {m['final_step']}: {', '.join(m['final_opposite']) or 'none'} "
+            f"(significant: {', '.join(m['final_opposite_significant']) or 'none'}); persistently from: "
+            f"{json.dumps(m['opposite_from_step'])}; SAE features with significant opposite responses: "
+            f"{json.dumps(sae) if sae else 'none'}.")
+
+
+def _probes(m) -> str:
+    return (f"Patching: top components {', '.join(m['patching_top'][:3])}; first checkpoint where a component "
+            f"carries a significant share: {m['first_significant_step']}; trajectory turning points "
+            f"{m['turning_points']} (LLC peaks {m['llc_peaks']}).")
+
+
+SUMMARIES = {"train/metrics.json": _training, "monitors/metrics.json": _monitors,
+             "influence/metrics.json": _influence, "emergence/metrics.json": _emergence,
+             "susceptibility/metrics.json": _susceptibility, "probes/metrics.json": _probes}
+
+
 def summary_lines(artifacts: Path) -> list[str]:
     """Plain sentences from the metrics files that exist."""
-    lines = []
-
-    def have(rel):
-        return (artifacts / rel).exists()
-
-    if have("train/metrics.json"):
-        m = read_json(artifacts / "train/metrics.json")
-        lines.append(f"Training reached val loss {m['val_loss']:.3f} (unigram baseline {m['unigram_val_loss']:.3f}); "
-                     f"at the last checkpoint the correct version of a pair has the lower loss for "
-                     f"{100 * m['pairs_correct_preferred']:.1f}% of pairs (mean gap {m['pairs_loss_gap']:+.4f} nats).")
-    if have("monitors/metrics.json"):
-        m = read_json(artifacts / "monitors/metrics.json")
-        lines.append(f"Induction monitor: highest final prefix-matching score {m['final_max_prefix_matching']:.3f} "
-                     f"({m['top_induction_head']}); final ICL score {m['final_icl']:+.3f}.")
-    if have("influence/metrics.json"):
-        m = read_json(artifacts / "influence/metrics.json")
-        flips = {k: v for k, v in m["sign_flips"].items() if v}
-        peaks = {k: v for k, v in m["peaks"].items() if v}
-        lines.append(f"Final LLC {m['final_llc']:.1f} +- {m['final_llc_se']:.1f}. BIF sign flips: "
-                     f"{json.dumps(flips) if flips else 'none'}; peaks: {json.dumps(peaks) if peaks else 'none'}.")
-    if have("emergence/metrics.json"):
-        m = read_json(artifacts / "emergence/metrics.json")
-        lines.append(f"Correctness direction ({m['best_predictor']}): final held-out accuracy {m['final_accuracy']:.3f}, "
-                     f"AUROC {m['final_auroc']:.3f}; beats the lower baselines from step {m['emergence_step']}; "
-                     f"shape: {m['shape']}.")
-    if have("susceptibility/metrics.json"):
-        m = read_json(artifacts / "susceptibility/metrics.json")
-        sae = {s: v for s, v in m["sae_opposite_significant"].items() if v}
-        lines.append(f"Susceptibilities (phi of heads/MLPs: {m['observable']}): components responding oppositely to "
-                     f"correct and buggy code at step {m['final_step']}: {', '.join(m['final_opposite']) or 'none'} "
-                     f"(significant: {', '.join(m['final_opposite_significant']) or 'none'}); persistently from: "
-                     f"{json.dumps(m['opposite_from_step'])}; SAE features with significant opposite responses: "
-                     f"{json.dumps(sae) if sae else 'none'}.")
-    if have("probes/metrics.json"):
-        m = read_json(artifacts / "probes/metrics.json")
-        lines.append(f"Patching: top components {', '.join(m['patching_top'][:3])}; first checkpoint where a component "
-                     f"carries a significant share: {m['first_significant_step']}; trajectory turning points "
-                     f"{m['turning_points']} (LLC peaks {m['llc_peaks']}).")
-    return lines
+    return [sentence(read_json(artifacts / rel)) for rel, sentence in SUMMARIES.items() if (artifacts / rel).exists()]
 
 
 def training_figure(artifacts: Path) -> None:
