@@ -168,3 +168,14 @@ def test_chains_split_over_two_processes_give_the_same_trace(tiny_model, tiny_co
     for name in ("loss", "anchor_loss", "obs", "component_obs"):
         np.testing.assert_allclose(two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
     assert not np.allclose(one["loss"].values[0], one["loss"].values[1])  # the chains differ
+
+
+def test_residual_reads_equal_the_sae_stage_reading(tiny_model, seqs):
+    """The reads recorded at each draw are the activations the SAE stage reads (transformer-lens
+    hook_resid_post at the final token), in dataset order, whatever the inference batch size."""
+    from emergence.models.hooked import gpt_to_hooked
+    from emergence.stages.sae import read_activations
+    expected = read_activations(gpt_to_hooked(tiny_model), "blocks.0.hook_resid_post", seqs, "final")
+    for batch in (3, 64):
+        reads = sequence_observables([seqs], batch, read_layer=0, model=tiny_model).fn(tiny_model)["reads"]
+        np.testing.assert_allclose(reads.numpy(), expected, atol=1e-4)

@@ -99,16 +99,21 @@ def component_norms(model: nn.Module):
 
 
 @contextlib.contextmanager
-def block_outputs(model: nn.Module, layer: int):
-    """Collect the residual stream after block `layer` of every forward pass, in call order."""
-    captured: list[torch.Tensor] = []
+def final_token_reads(model: nn.Module, layer: int, seqs: SequenceSet, batch_size: int):
+    """During `token_loss_matrix(model, seqs, batch_size)`, keep the residual stream after block
+    `layer` at each sequence's last input token only; yields the (N, d) tensor, dataset order."""
+    batches = iter(length_batches(seqs, batch_size))  # the batches token_loss_matrix makes, in order
+    d_model = blocks(model)[layer].attn_out.out_features
+    reads = torch.zeros(len(seqs), d_model, device=module_device(model))
 
     def hook(module, inputs, output):
-        captured.append((output[0] if isinstance(output, tuple) else output).detach())
+        h = output[0] if isinstance(output, tuple) else output
+        idx = next(batches).to(h.device)
+        reads[idx] = h[torch.arange(len(idx), device=h.device), seqs.lengths.to(h.device)[idx] - 1]
 
     handle = blocks(model)[layer].module.register_forward_hook(hook)
     try:
-        yield captured
+        yield reads
     finally:
         handle.remove()
 
@@ -127,12 +132,11 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
         for k, seqs in enumerate(sets):
             with contextlib.ExitStack() as stack:
                 read_norms = stack.enter_context(component_norms(m)) if k == component_probe else None
-                captured = stack.enter_context(block_outputs(m, read_layer)) if k == 0 and read_layer is not None else None
+                if k == 0 and read_layer is not None:
+                    reads = stack.enter_context(final_token_reads(m, read_layer, seqs, batch_size))
                 matrix = token_loss_matrix(m, seqs, batch_size)
             if read_norms is not None:
                 comps = read_norms()
-            if captured is not None:
-                reads = final_token_reads(seqs, batch_size, captured)
             values.append(matrix.sum(1) / seqs.mask.to(matrix.device).sum(1))
             if token_level:
                 tokens.append(matrix[scored[k].to(matrix.device)])
@@ -151,13 +155,3 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
     return Observables(fn, names, np.concatenate([s.labels for s in sets]),
                        np.concatenate([s.groups for s in sets]), owner, components, reads)
 
-
-def final_token_reads(seqs: SequenceSet, batch_size: int, captured: list[torch.Tensor]) -> torch.Tensor:
-    """(N, d) residuals at each sequence's last input token, in dataset order, from the block
-    outputs of the inference batches of `token_loss_matrix` (same batching)."""
-    out = None
-    for idx, h in zip(length_batches(seqs, batch_size), captured):
-        if out is None:
-            out = torch.zeros(len(seqs), h.shape[-1], device=h.device)
-        out[idx.to(h.device)] = h[torch.arange(len(idx), device=h.device), (seqs.lengths[idx] - 1).to(h.device)]
-    return out
