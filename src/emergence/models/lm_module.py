@@ -83,6 +83,16 @@ def validation_loss(model: torch.nn.Module, windows: TensorDataset, batch_size: 
     return float(total) / (len(windows) * windows.tensors[1].shape[1])
 
 
+def checkpoint_scores(model: torch.nn.Module, val_windows: TensorDataset, pairs: SequenceSet | None,
+                      batch_size: int) -> dict[str, float]:
+    """What the series index records per checkpoint: validation loss and, given pairs, how the
+    model ranks their correct and buggy versions."""
+    scores = {"val/loss": validation_loss(model, val_windows, batch_size)}
+    if pairs is not None:
+        scores.update(pair_preference(sequence_losses(model, pairs, batch_size), pairs.labels))
+    return scores
+
+
 class TokenDataModule(pl.LightningDataModule):
     def __init__(self, train_path: str, val_path: str, n_ctx: int, batch_size: int, seed: int,
                  val_windows: int = 64):
@@ -187,10 +197,7 @@ class CheckpointSeriesWriter(pl.Callback):
         data: TokenDataModule = trainer.datamodule
         entry = {"step": step, "file": f"step_{step}.pt",
                  "tokens_seen": step * data.train_set.batch_size * data.train_set.n_ctx,
-                 "val/loss": validation_loss(model, data.val_windows_set(), self.eval_batch_size)}
-        if self.pairs is not None:
-            entry.update(pair_preference(sequence_losses(model, self.pairs, self.eval_batch_size),
-                                         self.pairs.labels))
+                 **checkpoint_scores(model, data.val_windows_set(), self.pairs, self.eval_batch_size)}
         if trainer.logger is not None:
             trainer.logger.log_metrics({k: v for k, v in entry.items() if "/" in k}, step=step)
         model.train(was_training)

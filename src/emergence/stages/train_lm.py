@@ -23,8 +23,8 @@ from emergence.data.tokenizer import load_tokenizer
 from emergence.io import read_json, sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
-                                        checkpoint_schedule, fixed_windows, validation_loss)
-from emergence.models.scoring import load_pair_sequences, pair_preference, sequence_losses
+                                        checkpoint_schedule, checkpoint_scores, fixed_windows)
+from emergence.models.scoring import load_pair_sequences
 from emergence.tracking.wandb import lightning_logger
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ def index_revisions(p, corpus_dir: Path, out: Path, logger=None) -> dict:
             raise CheckpointError(f"{ckpt.source}: {vocab} output logits but the corpus tokenizer has "
                                   f"{tok.get_vocab_size()} tokens; re-run `dvc repro corpus` with this model")
         entry = {"step": ckpt.step, "revision": series.revisions[series.steps.index(ckpt.step)],
-                 "val/loss": validation_loss(ckpt.model, val, p.train.eval_batch_size),
-                 **pair_preference(sequence_losses(ckpt.model, pairs, p.train.eval_batch_size), pairs.labels)}
+                 **checkpoint_scores(ckpt.model, val, pairs, p.train.eval_batch_size)}
         entries.append(entry)
         if logger is not None:
             logger.log_metrics({k: v for k, v in entry.items() if "/" in k}, step=ckpt.step)
