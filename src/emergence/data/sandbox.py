@@ -1,12 +1,14 @@
 """Running untrusted Python code (mutated solutions, user-supplied pairs) with limits.
 
 Each program runs in its own process inside fresh network, mount and PID namespaces
-(``unshare``): no network but a loopback that is down, every mount read-only, a
-size-limited tmpfs as its only writable directory (thrown away afterwards), an
-unprivileged uid with bounded address space, CPU time, process count, file size and
-open files, and a wall-clock timeout that kills the whole namespace. The setup inside
-the jail lives in ``_jail.py``. As root the program runs under a uid of its own; as a
-normal user a user namespace is used and every capability is dropped.
+(``unshare``): no network but a loopback that is down, a minimal read-only root holding
+only the base interpreter's prefix, the system libraries and a few devices (no /etc,
+/root, /home or project files), a size-limited tmpfs as its only writable directory
+(thrown away afterwards), no capability in any set, bounded address space, CPU time,
+process count, file size and open files, and a wall-clock timeout that kills the whole
+namespace. The setup inside the jail lives in ``_jail.py``; a setup step that fails
+raises :class:`SandboxUnavailable` and the program does not run. As root the program
+runs under a uid of its own; as a normal user, as the root of a user namespace.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ from emergence.errors import EmergenceError
 
 JAIL = Path(__file__).with_name("_jail.py")
 SETUP_FAILED = 120
+# The jailed program runs on the base interpreter (a venv's python resolves to it) in
+# isolated mode: only the standard library is needed, and only the base prefix is mounted.
+BASE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 BASE_UID = 61000  # uids BASE_UID .. BASE_UID + workers - 1 run sandboxed programs
 
 
@@ -79,7 +84,7 @@ def run_program(source: str, limits: Limits = Limits(), slot: int = 0) -> Verdic
     cmd = [unshare, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
     if not real_root:
         cmd[1:1] = ["--user", "--map-root-user"]
-    spec = dict(dataclasses.asdict(limits), python=sys.executable, real_root=real_root,
+    spec = dict(dataclasses.asdict(limits), python=BASE_PYTHON, real_root=real_root,
                 uid=BASE_UID + slot)
     cmd += [sys.executable, "-I", "-B", str(JAIL), json.dumps(spec)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
