@@ -32,11 +32,28 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence, title: str,
 
 
 def curves(steps: Sequence[int], series: dict[str, Sequence[float]], title: str, ylabel: str,
-           marks: dict[str, Sequence[int]] | None = None):
-    """Curves over training steps on a symlog x axis (step 0 included)."""
+           marks: dict[str, Sequence[int]] | None = None,
+           intervals: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+           flagged: dict[str, Sequence[bool]] | None = None):
+    """Curves over training steps on a symlog x axis (step 0 included).
+
+    intervals: series name -> (lo, hi), drawn as a band around that curve;
+    flagged: legend text -> per-step flags, the flagged points of every curve circled in red.
+    """
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, ys in series.items():
-        ax.plot(steps, ys, marker="o", ms=3, label=name)
+        line, = ax.plot(steps, ys, marker="o", ms=3, label=name)
+        if name in (intervals or {}):
+            lo, hi = intervals[name]
+            ax.fill_between(steps, np.asarray(lo, float), np.asarray(hi, float), color=line.get_color(),
+                            alpha=0.2, lw=0)
+    for label, flags in (flagged or {}).items():
+        at = np.asarray(flags, bool)
+        if at.any():
+            for ys in series.values():
+                ax.plot(np.asarray(steps)[at], np.asarray(ys, float)[at], ls="none", marker="o", ms=9,
+                        mfc="none", mec="red", mew=1.5)
+            ax.plot([], [], ls="none", marker="o", ms=9, mfc="none", mec="red", label=label)
     for label, xs in (marks or {}).items():
         for x in xs:
             ax.axvline(x, color="grey", ls=":", lw=1)

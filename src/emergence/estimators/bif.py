@@ -12,6 +12,20 @@ Token level: with per-token losses, the token x token matrix is computed in bloc
 (``token_bif_blocks``) so it never has to fit in memory, and its average over the
 token pairs of two sequences (``token_bif_by_sequence``) is linear in the standardised
 token losses, so it is computed without forming the token x token matrix at all.
+
+Common mode: moving away from w* raises most losses together, so the first principal
+component of the centred per-draw losses (x = L - mean, S x n) often carries most of the
+variance and makes every block of the BIF look alike. ``common_mode`` reports its share
+lambda_1 / tr(Cov) and its alignment |<v_1, 1/sqrt(n)>| with the all-ones direction;
+``without_common_mode`` projects the draws orthogonally to v_1, x' = x (I - v_1 v_1^T), so
+Cov' = Cov - lambda_1 v_1 v_1^T, and the BIF of x' is recomputed. The first principal
+component is used rather than the mean-loss direction (regressing every loss on the mean
+loss) because it removes exactly the largest rank-one part of the covariance, with
+whatever unequal loadings the samples have, and its alignment says whether that part is
+a common mode at all. Either removal is exact only when the remaining (sample-specific)
+modes are orthogonal to the removed one; where they share its direction (every loss of a
+group rising together), the projection leaves a negative cross-group residual, so the raw
+and the removed aggregates are always reported together.
 """
 from __future__ import annotations
 
@@ -29,10 +43,37 @@ def pooled(obs: np.ndarray) -> np.ndarray:
     return obs.reshape(-1, obs.shape[-1])
 
 
+def _centred(obs: np.ndarray) -> np.ndarray:
+    x = pooled(obs)
+    return x - x.mean(axis=0)
+
+
+def _first_component(x: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """(largest eigenvalue, its unit eigenvector, trace) of the covariance of centred draws x."""
+    cov = x.T @ x / (x.shape[0] - 1)
+    values, vectors = np.linalg.eigh(cov)
+    return float(values[-1]), vectors[:, -1], float(np.trace(cov))
+
+
+def common_mode(obs: np.ndarray) -> dict[str, float]:
+    """Share of the total variance of the per-draw losses carried by their first principal
+    component, and that component's alignment |cos| with the all-ones direction (1 = every
+    loss moving together by the same amount)."""
+    top, v, total = _first_component(_centred(obs))
+    return {"share": top / total if total > 0 else float("nan"),
+            "alignment": float(abs(v.sum()) / np.sqrt(len(v)))}
+
+
+def without_common_mode(obs: np.ndarray) -> np.ndarray:
+    """(1, chain * draw, n) centred draws projected orthogonally to their first principal component."""
+    x = _centred(obs)
+    _, v, _ = _first_component(x)
+    return (x - np.outer(x @ v, v))[None]
+
+
 def bif_matrix(obs: np.ndarray, pearson: bool = False) -> np.ndarray:
     """(n, n) BIF between observables from draws (chain, draw, n)."""
-    x = pooled(obs)
-    x = x - x.mean(axis=0)
+    x = _centred(obs)
     cov = x.T @ x / (x.shape[0] - 1)
     if pearson:
         sd = np.sqrt(np.diag(cov))
@@ -93,13 +134,17 @@ def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None
 
 def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                      n_boot: int = 500, seed: int = 0, level: float = 0.9) -> dict[str, dict]:
-    """Mean BIF per block, with a bootstrap interval that resamples problems (groups).
+    """Mean BIF per block, with a bootstrap interval that resamples problems (groups):
+    {block: {"mean", "lo", "hi", "skipped"}}.
 
     Resampling whole problems keeps the correct and buggy versions of a problem
     together, so the interval reflects which problems happened to be in the set. A whole
     block's mean is the same-problem and different-problem means weighted by their
     shares in the data, in every resample too (resampling would otherwise change the
-    share of same-problem entries and shift the interval).
+    share of same-problem entries and shift the interval). A resample in which a block is
+    empty (e.g. no buggy sequence drawn) has no mean for it: such resamples are left out of
+    that block's interval and counted in "skipped" (0 for a block empty in the data itself,
+    whose mean and interval are NaN).
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
     masks = block_masks(labels, groups)
@@ -126,7 +171,8 @@ def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     for k, v in point.items():
         arr = np.asarray([b for b in boots[k] if np.isfinite(b)])
         out[k] = {"mean": v, "lo": float(np.quantile(arr, lo)) if arr.size else float("nan"),
-                  "hi": float(np.quantile(arr, hi)) if arr.size else float("nan")}
+                  "hi": float(np.quantile(arr, hi)) if arr.size else float("nan"),
+                  "skipped": len(boots[k]) - int(arr.size) if np.isfinite(v) else 0}
     return out
 
 
