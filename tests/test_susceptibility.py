@@ -161,3 +161,20 @@ def test_sae_feature_susceptibility_reads_the_planted_latent(tmp_path):
     assert rows.chi[0, SHIFTS.index("correct")] == pytest.approx(expected, rel=1e-4)
     assert rows.chi[1, SHIFTS.index("correct")] == pytest.approx(0.0, abs=1e-9)
     assert rows.chi[0, SHIFTS.index("buggy")] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_units_get_separate_matrices_svds_and_rankings():
+    """chi of SAE activations (here ~1e6 times larger) never enters the heads' SVD or ranking."""
+    from emergence.stages.susceptibility import Rows, unit_tables
+
+    def part(names, chi):
+        return Rows(names, chi, chi - 0.1 * np.abs(chi), chi + 0.1 * np.abs(chi), np.zeros((len(names), 2)),
+                    None, None)
+    weight = part(["L0H0", "L0.mlp"], np.array([[1e-3, -2e-3, 0.0], [5e-4, 4e-4, 0.0]]))
+    sae = part(["SAE1", "SAE2"], 1e3 * np.array([[2.0, -1.0, 0.0], [1.0, 1.0, 1.0]]))
+    tables = unit_tables({"restricted_loss": weight, "sae_activation": sae})
+    assert tables["restricted_loss"] == unit_tables({"restricted_loss": weight})["restricted_loss"]
+    assert [o["component"] for o in tables["restricted_loss"]["opposite"]] == ["L0H0"]
+    assert [o["component"] for o in tables["sae_activation"]["opposite"]] == ["SAE1"]
+    svd = tables["restricted_loss"]["svd"]
+    assert len(svd["component_loadings"]) == 2 and svd["singular_values"][0] < 1e-2

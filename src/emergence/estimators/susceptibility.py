@@ -95,6 +95,7 @@ def opposite_responses(chi: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: l
     """Components whose chi to shift a and to shift b have opposite signs, strongest first.
 
     Strength is the smaller of the two magnitudes; `significant` when both intervals exclude 0.
+    The ranking compares magnitudes, so the rows must share one observable unit.
     """
     out = []
     for i, name in enumerate(names):
@@ -106,6 +107,7 @@ def opposite_responses(chi: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: l
 
 
 def principal_directions(chi: np.ndarray) -> dict:
-    """SVD of the (components x shifts) matrix: singular values, component and shift loadings."""
+    """SVD of the (components x shifts) matrix: singular values, component and shift loadings.
+    Its rows must share one observable unit (chi scales with phi's unit)."""
     u, s, vt = np.linalg.svd(chi, full_matrices=False)
     return {"singular_values": s.tolist(), "component_loadings": u.tolist(), "shift_loadings": vt.tolist()}

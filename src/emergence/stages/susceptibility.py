@@ -34,6 +34,7 @@ from emergence.tracking.wandb import init_run, log_matrix
 
 log = logging.getLogger(__name__)
 SHIFTS = ["correct", "buggy", "general"]
+SAE_UNIT = "sae_activation"
 
 
 @dataclasses.dataclass
@@ -137,6 +138,15 @@ def top_tokens(r: Rows, component: str, sets, tok, n: int = 12) -> list[dict]:
     return out
 
 
+def unit_tables(parts: dict[str, Rows]) -> dict[str, dict]:
+    """Per observable unit (loss under restricted sampling, output norm, SAE activation): its own
+    chi matrix with intervals, opposite-response ranking and SVD; rows of different units
+    are never ranked or decomposed together (their chi are in different units)."""
+    return {u: {"components": r.names, "chi": r.chi.tolist(), "lo": r.lo.tolist(), "hi": r.hi.tolist(),
+                "opposite": sus.opposite_responses(r.chi, r.lo, r.hi, r.names),
+                "svd": sus.principal_directions(r.chi)} for u, r in parts.items()}
+
+
 def first_persistent(steps: list[int], flags: list[bool]) -> int | None:
     """First step from which a flag holds at every later checkpoint."""
     for i in range(len(flags)):
@@ -160,42 +170,42 @@ def main(args) -> None:
     tok = load_tokenizer(corpus / "tokenizer.json") if p.sampler.token_level else None
 
     run = init_run("susceptibility", p)
-    curve, opposite_by_step, final = [], {}, None
+    curve, opposite_by_step, final, sae_opposite = [], {}, None, {}
+    unit = p.susceptibility.observable
     for step in sorted(set(weight) | set(features)):
-        r = Rows.join([x[step] for x in (weight, features) if step in x])
-        opposite = sus.opposite_responses(r.chi, r.lo, r.hi, r.names)
+        parts = {u: x[step] for u, x in ((unit, weight), (SAE_UNIT, features)) if step in x}
+        tables = unit_tables(parts)
         if step in weight:
-            opposite_by_step[step] = {o["component"]: o["significant"] for o in opposite}
-            final = (step, opposite)
-        matrix = {"components": r.names, "shifts": SHIFTS, "chi": r.chi.tolist(), "lo": r.lo.tolist(),
-                  "hi": r.hi.tolist(), "opposite": opposite, "svd": sus.principal_directions(r.chi),
-                  "observable": {n: ("sae_activation" if n.startswith("SAE") else p.susceptibility.observable)
-                                 for n in r.names}}
+            opposite_by_step[step] = {o["component"]: o["significant"] for o in tables[unit]["opposite"]}
+            final = (step, tables[unit]["opposite"])
+        if step in features:
+            sae_opposite[str(step)] = [o["component"] for o in tables[SAE_UNIT]["opposite"] if o["significant"]]
+        r = Rows.join(list(parts.values()))
+        matrix = {"components": r.names, "shifts": SHIFTS, "by_unit": tables}
         if r.tokens is not None:
-            matrix["top_tokens"] = {o["component"]: top_tokens(r, o["component"], sets, tok) for o in opposite[:3]}
+            opposite = [o for t in tables.values() for o in t["opposite"][:3]]
+            matrix["top_tokens"] = {o["component"]: top_tokens(r, o["component"], sets, tok) for o in opposite}
             with atomic_path(out / "matrices" / f"step_{step}.tokens.npz") as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, chi=r.tokens, components=np.asarray(r.names), token_sequence=r.token_sequence)
         write_json(out / "matrices" / f"step_{step}.json", matrix)
-        curve += [{"step": step, "component": n, "kind": "sae" if n.startswith("SAE") else "weight",
-                   **{f"chi_{s}": float(r.chi[i, j]) for j, s in enumerate(SHIFTS)}} for i, n in enumerate(r.names)]
-        for kind, rows_of_kind in (("", [i for i, n in enumerate(r.names) if not n.startswith("SAE")]),
-                                   ("_sae", [i for i, n in enumerate(r.names) if n.startswith("SAE")])):
-            if rows_of_kind:  # heads/MLPs and SAE features on their own colour scales (different phi units)
-                names = [r.names[i] for i in rows_of_kind]
-                title = f"susceptibility chi{' of SAE features' if kind else ''}, step {step}"
-                fig = plots.heatmap(r.chi[rows_of_kind], names, SHIFTS, title, center=True)
-                log_matrix(run, f"susceptibility/step_{step}{kind}", r.chi[rows_of_kind], names, SHIFTS, fig)
-                plots.save(fig, out / "heatmaps" / f"step_{step}{kind}.png")
-        log.info("step %d: opposite correct/buggy responses: %s", step,
-                 ", ".join(f"{o['component']}{'*' if o['significant'] else ''}" for o in opposite[:5]) or "none")
+        for u, part in parts.items():
+            curve += [{"step": step, "component": n, "unit": u, "kind": "sae" if u == SAE_UNIT else "weight",
+                       **{f"chi_{s}": float(part.chi[i, j]) for j, s in enumerate(SHIFTS)}}
+                      for i, n in enumerate(part.names)]
+            suffix = "_sae" if u == SAE_UNIT else ""   # own colour scales: different phi units
+            title = f"susceptibility chi ({u}){' of SAE features' if suffix else ''}, step {step}"
+            fig = plots.heatmap(part.chi, part.names, SHIFTS, title, center=True)
+            log_matrix(run, f"susceptibility/step_{step}{suffix}", part.chi, part.names, SHIFTS, fig)
+            plots.save(fig, out / "heatmaps" / f"step_{step}{suffix}.png")
+            log.info("step %d (%s): opposite correct/buggy responses: %s", step, u,
+                     ", ".join(f"{o['component']}{'*' if o['significant'] else ''}"
+                               for o in tables[u]["opposite"][:5]) or "none")
 
     steps = sorted(weight)
     names = weight[steps[-1]].names
     first = {n: first_persistent(steps, [opposite_by_step[s].get(n, False) for s in steps]) for n in names}
-    sae_opposite = {str(s): [o["component"] for o in sus.opposite_responses(f.chi, f.lo, f.hi, f.names)
-                             if o["significant"]] for s, f in features.items()}
     write_json(out / "curve.json", curve)
-    write_json(out / "metrics.json", {"observable": p.susceptibility.observable, "final_step": final[0],
+    write_json(out / "metrics.json", {"observable": unit, "final_step": final[0],
                                       "final_opposite": [o["component"] for o in final[1]],
                                       "final_opposite_significant": [o["component"] for o in final[1]
                                                                      if o["significant"]],
