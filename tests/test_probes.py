@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from emergence.analysis.patching import PatchPair, component_hooks, head_groups, logit_lens, patch_effects
+from emergence.analysis.patching import (PatchPair, component_hooks, head_groups, logit_lens, patch_effects,
+                                         skipped_pairs, total_effect)
 from emergence.analysis.trajectory import pca, turning_points
 
 
@@ -42,6 +43,24 @@ def test_patching_finds_the_head_that_carries_the_signal(signal_head_model):
     assert abs(effects[names.index("L0H0"), 0]) < 1e-6  # positions before the downstream tokens
     itself = patch_effects(signal_head_model, [pair], comps, source="buggy")[0]
     np.testing.assert_allclose(np.nan_to_num(itself), 0.0, atol=1e-7)
+
+
+def test_small_gap_pairs_are_counted_and_empty_position_groups_add_nothing(signal_head_model):
+    correct = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+    buggy = correct.clone()
+    buggy[3] = 2
+    pair = PatchPair(correct, buggy, 3, 4)
+    comps = component_hooks(1, 2, head_groups(1, 2))
+    effects = patch_effects(signal_head_model, [pair, pair], comps)
+    assert not skipped_pairs(effects).any()
+    skipped = patch_effects(signal_head_model, [pair], comps, min_gap=1e6)   # gap below min_gap: skipped
+    assert skipped_pairs(skipped).tolist() == [True]
+    both = np.concatenate([effects[:1], skipped])
+    np.testing.assert_array_equal(skipped_pairs(both), [False, True])
+    totals = total_effect(both)
+    assert np.isnan(totals[1]).all()
+    effects[0, :, 2] = np.nan                                                # a position group with no positions
+    np.testing.assert_allclose(total_effect(effects[:1])[0], effects[0, :, :2].sum(-1))
 
 
 def test_logit_lens_last_layer_equals_the_model(tiny_corpus):

@@ -125,6 +125,17 @@ def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tup
     return out
 
 
+def skipped_pairs(effects: np.ndarray) -> np.ndarray:
+    """(pairs,) True for the pairs `patch_effects` skipped (gap below min_gap: every effect NaN)."""
+    return np.isnan(effects).all(axis=(1, 2))
+
+
+def total_effect(effects: np.ndarray) -> np.ndarray:
+    """(pairs, components) sum of the effects over the position groups; a group with no
+    positions in a pair adds nothing, a skipped pair stays NaN."""
+    return np.where(skipped_pairs(effects)[:, None], np.nan, np.nansum(effects, axis=-1))
+
+
 @torch.no_grad()
 def logit_lens(hooked, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """(layers, N) mean scored loss when each layer's residual stream is decoded directly

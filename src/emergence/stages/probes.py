@@ -38,6 +38,7 @@ def classify_heads(prefix: np.ndarray, previous: np.ndarray, first: np.ndarray, 
 
 
 def bootstrap_mean(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean of the finite values of x and a 90% bootstrap interval (the caller counts the others)."""
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return float("nan"), float("nan"), float("nan")
@@ -61,17 +62,23 @@ def main(args) -> None:
                                    ["general"] * len(vx))]
     monitors = read_json(args.monitors)
     run = init_run("probes", p)
-    steps, totals, lens_pref, classes, losses_by_step = [], [], [], [], []
+    steps, totals, lens_pref, classes, losses_by_step, skipped, empty = [], [], [], [], [], [], []
     for ckpt in series:
         hooked = ckpt.hooked()
         n_layers, n_heads = hooked.cfg.n_layers, hooked.cfg.n_heads
         comps = patching.component_hooks(n_layers, n_heads, patching.head_groups(n_layers, n_heads))
         names = list(comps)
         effects = patching.patch_effects(hooked, pairs, comps, min_gap=p.probes.min_gap)  # (pairs, comps, positions)
-        mean_effects = np.nanmean(effects, axis=0) if len(pairs) else np.full((len(names), 3), np.nan)
-        total = [bootstrap_mean(effects[:, k].sum(-1), 300, p.seed) for k in range(len(names))]
+        used = ~patching.skipped_pairs(effects)
+        skipped.append(int((~used).sum()))
+        empty.append(int(np.isnan(effects[used, 0]).sum()))   # (pair, position group) with no positions
+        mean_effects = (np.nanmean(effects[used], axis=0) if used.any()
+                        else np.full((len(names), len(patching.POSITIONS)), np.nan))
+        total = [bootstrap_mean(t, 300, p.seed) for t in patching.total_effect(effects).T]
         totals.append(total)
-        fig = plots.heatmap(mean_effects, names, patching.POSITIONS, f"patching effect, step {ckpt.step}", center=True)
+        fig = plots.heatmap(mean_effects, names, patching.POSITIONS,
+                            f"patching effect, step {ckpt.step}\n({int(used.sum())} of {len(pairs)} pairs; "
+                            f"{skipped[-1]} skipped: gap < {p.probes.min_gap} nats)", center=True)
         log_matrix(run, f"probes/patching_step_{ckpt.step}", mean_effects, names, patching.POSITIONS, fig)
         plots.save(fig, out / "patching" / f"step_{ckpt.step}.png")
 
@@ -95,7 +102,9 @@ def main(args) -> None:
     significant = [s for s, row in zip(steps, lo[:, parts]) if np.nanmax(row) > p.probes.share]
     head_names = [n for n in names if "H" in n]
     write_json(out / "patching.json", {"steps": steps, "components": names, "positions": list(patching.POSITIONS),
-                                       "pairs": len(pairs), "total_effect": effect.tolist(), "total_lo": lo.tolist(),
+                                       "pairs": len(pairs), "pairs_skipped_small_gap": skipped,
+                                       "empty_position_groups": empty, "min_gap": p.probes.min_gap,
+                                       "total_effect": effect.tolist(), "total_lo": lo.tolist(),
                                        "top_components": top})
     write_json(out / "curve.json", [{"step": s, "component": n, "effect": float(effect[i, names.index(n)]),
                                      "lower": float(lo[i, names.index(n)])} for i, s in enumerate(steps) for n in top])
@@ -114,11 +123,15 @@ def main(args) -> None:
                                          "turning_points": turns, "pc1_correct": side_pc1["correct"],
                                          "pc1_buggy": side_pc1["buggy"], "llc_peaks": llc_peaks})
     write_json(out / "metrics.json", {"patching_top": top, "first_significant_step": significant[0] if significant else None,
+                                      "patching_pairs": len(pairs), "min_gap": p.probes.min_gap,
+                                      "pairs_skipped_small_gap": dict(zip(map(str, steps), skipped)),
                                       "turning_points": turns, "llc_peaks": llc_peaks,
                                       "final_head_classes": dict(zip(head_names, classes[-1]))})
     figs = {
         "patching_over_training": plots.curves(steps, {n: effect[:, names.index(n)].tolist() for n in top},
-                                               "patching effect of the top components", "normalised effect",
+                                               f"patching effect of the top components\n(pairs skipped, gap < "
+                                               f"{p.probes.min_gap} nats: {min(skipped)}-{max(skipped)} of "
+                                               f"{len(pairs)})", "normalised effect",
                                                {"first significant": significant[:1]}),
         "logit_lens": plots.heatmap(np.array(lens_pref).T, [f"L{i}" for i in range(n_layers)], steps,
                                     "logit lens: share of pairs preferring the correct version"),
