@@ -136,3 +136,8 @@ def test_influence_rows_and_metrics(monkeypatch):
     assert all(v is not None for v in m.values())
     figs = influence.figures(rows, m, True)
     assert influence.NEGATIVE_LLC in [t.get_text() for t in figs["llc"].axes[0].get_legend().get_texts()]
+    from emergence.stages.report import NEGATIVE, _influence, text
+    page = _influence(m)
+    assert "checkpoints with a negative LLC: 2 (" + NEGATIVE in page
+    assert not any(raw in page for raw in ("None", "{}", "[]", "nan"))
+    assert text(None) == text({}) == text([]) == "none" and text(float("nan")) == "not resolved"

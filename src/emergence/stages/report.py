@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
+import math
 from pathlib import Path
 
 from emergence.analysis import plots
@@ -22,7 +22,7 @@ SECTIONS = [
     ("Training-dynamics monitors (induction, previous-token, ICL)",
      ["monitors/prefix_matching.png", "monitors/previous_token.png", "monitors/icl.png"]),
     ("Experiment 1 - influence dynamics (BIF) and the LLC",
-     ["influence/blocks.png", "influence/llc.png", "influence/heatmaps/*.png"]),
+     ["influence/blocks.png", "influence/blocks_mode_removed.png", "influence/llc.png", "influence/heatmaps/*.png"]),
     ("Experiment 2 - emergence of correctness directions", ["emergence/accuracy.png"]),
     ("Experiment 3 - susceptibilities", ["susceptibility/heatmaps/*.png"]),
     ("Experiment 4 - embryology", ["susceptibility/umap_grid.png", "susceptibility/umap.gif"]),
@@ -55,6 +55,26 @@ def embed(path: Path) -> str:
     return f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
 
 
+def text(v) -> str:
+    """A metric as page text: None and empty collections as "none", NaN as "not resolved",
+    lists joined by commas, dicts as "key: value; ..."."""
+    if v is None or (isinstance(v, (list, dict)) and not v):
+        return "none"
+    if isinstance(v, float):
+        return f"{v:.3g}" if math.isfinite(v) else "not resolved"
+    if isinstance(v, list):
+        return ", ".join(text(x) for x in v)
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {text(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _interval(m, key: str, fmt: str = "+.3f") -> str:
+    def one(v):
+        return f"{v:{fmt}}" if math.isfinite(v) else "not resolved"
+    return f"{one(m[key])} [{one(m[key + '_lo'])}, {one(m[key + '_hi'])}]"
+
+
 def _training(m) -> str:
     return (f"Training reached val loss {m['val_loss']:.3f} (unigram baseline {m['unigram_val_loss']:.3f}); "
             f"at the last checkpoint the correct version of a pair has the lower loss for "
@@ -66,32 +86,45 @@ def _monitors(m) -> str:
             f"({m['top_induction_head']}); final ICL score {m['final_icl']:+.3f}.")
 
 
+NEGATIVE = ("negative: the LLC interval lies below 0, so the checkpoint is not a local minimum of the "
+            "sampling loss and has no learning coefficient (never counted as a peak)")
+
+
 def _influence(m) -> str:
-    flips = {k: v for k, v in m["sign_flips"].items() if v}
-    peaks = {k: v for k, v in m["peaks"].items() if v}
-    return (f"Final LLC {m['final_llc']:.1f} +- {m['final_llc_se']:.1f}. BIF sign flips: "
-            f"{json.dumps(flips) if flips else 'none'}; peaks: {json.dumps(peaks) if peaks else 'none'}.")
+    blocks = "; ".join(f"{b}: {_interval(m, f'final_{b}')} raw, {_interval(m, f'final_{b}_mode_removed')} "
+                       f"common mode removed" for b in ("correct_to_correct", "correct_to_buggy", "buggy_to_buggy"))
+    flagged = f" ({NEGATIVE})" if m["final_llc_negative"] else ""
+    return (f"Final LLC (step {m['final_step']}) {_interval(m, 'final_llc', '.1f')} (90% interval){flagged}; "
+            f"checkpoints with a negative LLC: {text(m['llc_negative_steps'])}"
+            f"{'' if flagged or not m['llc_negative_steps'] else ' (' + NEGATIVE + ')'}. "
+            f"Common mode of the per-sample losses: {100 * m['final_common_mode_share']:.0f}% of their variance "
+            f"(alignment with all-ones {m['final_common_mode_alignment']:.2f}). Final BIF blocks, mean [90% interval]: "
+            f"{blocks}. BIF sign flips (intervals excluding 0 on both sides): {text(m['sign_flips'])}. Peaks "
+            f"(interval above both neighbours'): {text(m['peaks'])}. Bootstrap resamples skipped (a block empty "
+            f"in the resample) of {m['bootstrap_resamples']}: {text(m['bootstrap_skipped'])}.")
 
 
 def _emergence(m) -> str:
     return (f"Correctness direction ({m['best_predictor']}): final held-out accuracy {m['final_accuracy']:.3f}, "
-            f"AUROC {m['final_auroc']:.3f}; beats the lower baselines from step {m['emergence_step']}; "
+            f"AUROC {m['final_auroc']:.3f}; beats the lower baselines from step {text(m['emergence_step'])}; "
             f"shape: {m['shape']}.")
 
 
 def _susceptibility(m) -> str:
     sae = {s: v for s, v in m["sae_opposite_significant"].items() if v}
-    return (f"Susceptibilities (phi of heads/MLPs: {m['observable']}): components responding oppositely to "
-            f"correct and buggy code at step {m['final_step']}: {', '.join(m['final_opposite']) or 'none'} "
-            f"(significant: {', '.join(m['final_opposite_significant']) or 'none'}); persistently from: "
-            f"{json.dumps(m['opposite_from_step'])}; SAE features with significant opposite responses: "
-            f"{json.dumps(sae) if sae else 'none'}.")
+    return (f"Susceptibilities, each observable unit with its own matrix, SVD and ranking. Heads/MLPs "
+            f"(phi: {m['observable']}): components responding oppositely to correct and buggy code at step "
+            f"{m['final_step']}: {text(m['final_opposite'])} (significant: {text(m['final_opposite_significant'])}); "
+            f"persistently from: {text(m['opposite_from_step'])}. SAE features (phi: activation) with significant "
+            f"opposite responses: {text(sae)}.")
 
 
 def _probes(m) -> str:
-    return (f"Patching: top components {', '.join(m['patching_top'][:3])}; first checkpoint where a component "
-            f"carries a significant share: {m['first_significant_step']}; trajectory turning points "
-            f"{m['turning_points']} (LLC peaks {m['llc_peaks']}).")
+    return (f"Patching ({m['patching_pairs']} pairs; skipped because the correct-buggy gap is below "
+            f"{m['min_gap']} nats, by step: {text(m['pairs_skipped_small_gap'])}): top components "
+            f"{text(m['patching_top'][:3])}; first checkpoint where a component carries a significant share: "
+            f"{text(m['first_significant_step'])}; trajectory turning points {text(m['turning_points'])} "
+            f"(LLC peaks {text(m['llc_peaks'])}).")
 
 
 SUMMARIES = {"train/metrics.json": _training, "monitors/metrics.json": _monitors,
