@@ -4,7 +4,6 @@ interval rules for peaks and sign flips; the influence stage's rows and metrics.
 import types
 
 import numpy as np
-import pytest
 import xarray as xr
 
 from emergence.analysis import dynamics

@@ -1,6 +1,11 @@
 """Stage `influence` (Experiment 1): LLC, BIF matrices and block curves over training.
 
-Pure functions of the stored traces: re-running never re-samples.
+Pure functions of the stored traces: re-running never re-samples. Each checkpoint's row
+carries the LLC with its 90% interval and ``llc_negative`` (the interval lies below 0: the
+checkpoint is not a local minimum of the sampling loss), the common mode of the per-sample
+losses, and the block aggregates raw and with the common mode removed, each with its
+bootstrap interval and the number of resamples skipped. Peaks and sign flips are claimed
+only where the intervals separate (`emergence.analysis.dynamics`).
 """
 from __future__ import annotations
 
