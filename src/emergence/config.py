@@ -61,6 +61,10 @@ class PairsParams:
                  self.candidates_per_problem >= self.max_per_problem, ">= pairs.max_per_problem")
         _require("pairs", "min_pairs", self.min_pairs, self.min_pairs >= 0, ">= 0")
         _require("pairs", "max_problems", self.max_problems, self.max_problems >= 0, ">= 0 (0: all)")
+        for f in self.extra_files:  # pairs/ is a dependency of the pairs stage: edits re-run it
+            parts = Path(f).parts
+            _require("pairs", "extra_files", f, len(parts) > 1 and parts[0] == "pairs" and ".." not in parts,
+                     "relative paths of files under pairs/, e.g. pairs/example.jsonl")
 
 
 @dataclasses.dataclass

@@ -21,8 +21,8 @@ script (stdlib only) so that nothing of the project is imported into the jail. S
    sets zeroed, no_new_privs set; then it checks in /proc/self/status that all five
    capability sets are empty; then it sets resource limits (address space, CPU
    seconds, processes, file size, open files);
-4. the child execs the interpreter (``-I``, isolated mode) on the program with an empty
-   environment; this process (PID 1 of the namespace) waits and reports a death by
+4. the child execs the interpreter (``-I``, isolated mode) on the program with a minimal
+   environment (PATH, HOME, TMPDIR, PYTHONHASHSEED); this process (PID 1 of the namespace) waits and reports a death by
    signal on stderr. When it exits, the kernel kills whatever the program left running.
 Any failure in steps 1-3 exits with code 120 before any untrusted code runs.
 """
@@ -171,13 +171,16 @@ def drop_privileges(uid: int, real_root: bool) -> None:
 def set_limits(lim: dict) -> None:
     mb = 1 << 20
     cpu = lim["cpu_seconds"]
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU first, SIGKILL after
-    for res, value in [(resource.RLIMIT_AS, lim["memory_mb"] * mb),
-                       (resource.RLIMIT_NPROC, lim["max_processes"]),
-                       (resource.RLIMIT_FSIZE, lim["file_size_mb"] * mb),
-                       (resource.RLIMIT_NOFILE, lim["open_files"]),
-                       (resource.RLIMIT_CORE, 0)]:
-        resource.setrlimit(res, (value, value))
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU first, SIGKILL after
+        for res, value in [(resource.RLIMIT_AS, lim["memory_mb"] * mb),
+                           (resource.RLIMIT_NPROC, lim["max_processes"]),
+                           (resource.RLIMIT_FSIZE, lim["file_size_mb"] * mb),
+                           (resource.RLIMIT_NOFILE, lim["open_files"]),
+                           (resource.RLIMIT_CORE, 0)]:
+            resource.setrlimit(res, (value, value))
+    except (OSError, ValueError) as exc:
+        fail(f"cannot set resource limits: {exc}")
 
 
 def main() -> None:

@@ -13,11 +13,16 @@ Row schema (JSONL, one pair per line)::
     (the replaced text in correct_code), correct_verdict,
     buggy_verdict, test, source
 
-User-supplied pairs (MBPP, LLM failures) use the same schema; ``test`` and
-``entry_point`` are optional and, when given, the pair is verified like ours.
+User-supplied pairs (MBPP, LLM failures) use the same schema; ``test`` (with
+``entry_point``) is optional and, when given, the pair is verified like ours. A row is
+malformed (reported with file:line:field and skipped) when a field is missing or of the
+wrong type, a version does not parse, the ``prompt`` is not a prefix of both versions
+(scoring starts after the prompt), ``test`` comes without ``entry_point``, or its
+``pair_id`` was seen before. Rows without ``test`` are kept as unverified.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import gzip
 import json
@@ -39,6 +44,9 @@ OPTIONAL = {"entry_point": str, "description": str, "line": int, "span": list, "
             "correct_verdict": str, "buggy_verdict": str, "test": str, "source": str}
 
 
+UNVERIFIED = "unverified"  # verdict of user rows that come without tests
+
+
 class PairsFormatError(EmergenceError, ValueError):
     """A pairs file that yields no valid row at all."""
 
@@ -52,6 +60,11 @@ class RowProblem:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: field '{self.field}': {self.message}"
+
+    def record(self) -> dict:
+        """The rejected-rows entry of this malformed row."""
+        return {"file": self.path, "line": self.line, "reason": "malformed",
+                "field": self.field, "message": self.message}
 
 
 def load_humaneval(path: str | Path) -> list[dict]:
@@ -111,6 +124,16 @@ def build_pairs(problems: list[dict], seed: int, max_per_problem: int,
     return rows
 
 
+def _syntax_error(code: str) -> str | None:
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return f"does not parse (line {exc.lineno}: {exc.msg})"
+    except ValueError as exc:  # e.g. a NUL byte
+        return f"does not parse ({exc})"
+    return None
+
+
 def _row_problems(row: Any, path: str, lineno: int) -> list[RowProblem]:
     if not isinstance(row, dict):
         return [RowProblem(path, lineno, "<row>", "not a JSON object")]
@@ -123,21 +146,36 @@ def _row_problems(row: Any, path: str, lineno: int) -> list[RowProblem]:
     for field, typ in OPTIONAL.items():
         if field in row and not isinstance(row[field], typ):
             out.append(RowProblem(path, lineno, field, f"must be {typ.__name__}"))
-    if not out and row["correct_code"] == row["buggy_code"]:
+    if out:
+        return out
+    for field in ("correct_code", "buggy_code"):
+        error = _syntax_error(row[field])
+        if error:
+            out.append(RowProblem(path, lineno, field, error))
+        if not row[field].startswith(row["prompt"]):
+            out.append(RowProblem(path, lineno, "prompt", f"not a prefix of {field} (scoring "
+                                  f"starts after the prompt)"))
+    if row["correct_code"] == row["buggy_code"]:
         out.append(RowProblem(path, lineno, "buggy_code", "identical to correct_code"))
+    if row.get("test") and not row.get("entry_point"):
+        out.append(RowProblem(path, lineno, "entry_point", "missing, but 'test' is given "
+                              "(name the function the test's check() receives)"))
     span = row.get("span")
     if span is not None and not (len(span) == 2 and all(isinstance(x, int) for x in span)
-                                 and 0 <= span[0] <= span[1] <= len(row.get("buggy_code", ""))):
+                                 and 0 <= span[0] <= span[1] <= len(row["buggy_code"])):
         out.append(RowProblem(path, lineno, "span", "must be [start, end] inside buggy_code"))
     return out
 
 
-def read_pairs(path: str | Path) -> tuple[list[dict], list[RowProblem]]:
+def read_pairs(path: str | Path, seen: dict[str, str] | None = None
+               ) -> tuple[list[dict], list[RowProblem]]:
     """Valid rows of a pairs JSONL file, and one problem per malformed row (line and field).
 
+    `seen` maps pair ids already taken (by earlier files) to where; it is updated.
     Malformed rows are skipped, valid ones kept; a file with no valid row raises.
     """
     rows, problems = [], []
+    seen = {} if seen is None else seen
     path = str(path)
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -146,11 +184,16 @@ def read_pairs(path: str | Path) -> tuple[list[dict], list[RowProblem]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                problems.append(RowProblem(path, lineno, "<json>", f"invalid JSON ({exc.msg})"))
+                problems.append(RowProblem(path, lineno, "<json>",
+                                           f"invalid JSON at column {exc.colno} ({exc.msg})"))
                 continue
             found = _row_problems(row, path, lineno)
+            if not found and row["pair_id"] in seen:
+                found = [RowProblem(path, lineno, "pair_id",
+                                    f"duplicate of {row['pair_id']!r} at {seen[row['pair_id']]}")]
             problems.extend(found)
             if not found:
+                seen[row["pair_id"]] = f"{path}:{lineno}"
                 rows.append(row)
     for p in problems:
         log.warning("skipping malformed pair: %s", p)
@@ -160,26 +203,42 @@ def read_pairs(path: str | Path) -> tuple[list[dict], list[RowProblem]]:
     return rows, problems
 
 
-def verify_user_pairs(rows: list[dict], limits: sandbox.Limits, workers: int) -> list[dict]:
-    """Keep user rows whose tests confirm them; rows without tests are kept as 'not_run'."""
-    testable = [r for r in rows if r.get("test") and r.get("entry_point")]
+def verify_user_pairs(rows: list[dict], limits: sandbox.Limits, workers: int,
+                      path: str = "") -> tuple[list[dict], list[dict]]:
+    """(kept, rejected) user rows: a row with tests is kept when its correct code passes
+    them and its buggy code does not; a row without tests is kept as unverified.
+    Each rejected entry gives both verdicts and their details (the exception's last line)."""
+    testable = [r for r in rows if r.get("test")]
     jobs = []
     for r in testable:
         jobs += [(r["correct_code"], r["test"], r["entry_point"]),
                  (r["buggy_code"], r["test"], r["entry_point"])]
     verdicts = iter(sandbox.verify(jobs, limits, workers))
-    kept = []
+    kept, rejected = [], []
     for r in rows:
         if r in testable:
             c, b = next(verdicts), next(verdicts)
             if not (c.passed and not b.passed):
-                log.warning("%s: dropped, tests say correct=%s buggy=%s", r["pair_id"], c.status, b.status)
+                why = ("correct code does not pass its tests" if not c.passed
+                       else "buggy code passes the tests")
+                rejected.append({"file": path, "pair_id": r["pair_id"], "reason": why,
+                                 "correct_verdict": c.status, "correct_detail": c.detail,
+                                 "buggy_verdict": b.status, "buggy_detail": b.detail})
+                log.warning("%s: %s dropped: %s (correct=%s %s; buggy=%s %s)", path, r["pair_id"],
+                            why, c.status, c.detail, b.status, b.detail)
                 continue
             r = {**r, "correct_verdict": c.status, "buggy_verdict": b.status}
         else:
-            r = {"correct_verdict": "not_run", "buggy_verdict": "not_run", **r}
+            r = {**r, "correct_verdict": UNVERIFIED, "buggy_verdict": UNVERIFIED}
         kept.append({"source": "user", **r})
-    return kept
+    return kept, rejected
+
+
+def verification_counts(rows: Iterable[dict]) -> dict[str, int]:
+    """Rows whose tests confirmed them (verified) and rows that came without tests."""
+    rows = list(rows)
+    unverified = sum(r["correct_verdict"] == UNVERIFIED for r in rows)
+    return {"verified": len(rows) - unverified, "unverified": unverified}
 
 
 def kind_counts(rows: Iterable[dict]) -> dict[str, int]:
