@@ -6,8 +6,10 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 
-from emergence.errors import EmergenceError
+from emergence.errors import one_line
+from emergence.interrupt import Interrupted, raise_on_signals
 
 STAGES = {
     "raw": ("materialise data/ from installed packages", [("--data-dir", "data")]),
@@ -60,11 +62,13 @@ ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial")}
 # its floating-point sums; a fixed thread count and strict conditional numerical reproducibility
 # keep "same seed, same commit => same numbers" true under any load.
 DETERMINISM = {"MKL_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO,STRICT"}
+LOG_DIR = Path(".cache") / "logs"  # one log file per stage invocation, under the working directory
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="emergence", description=__doc__)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="stage", required=True)
     for name, (help_, options) in STAGES.items():
         sp = sub.add_parser(name, help=help_)
@@ -77,21 +81,51 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def log_path(args) -> Path:
+    """``.cache/logs/<stage>[-step_N].log``: every message of this invocation, with tracebacks."""
+    step = getattr(args, "step", None)
+    return LOG_DIR / f"{args.stage}{'' if step is None else f'-step_{step}'}.log"
+
+
+def setup_logging(args) -> logging.Handler:
+    """Messages to stderr and to the stage's log file; returns the file's handler."""
+    path = log_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(path, mode="w")
+    handlers = [logging.StreamHandler(), to_file]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=handlers, force=True)
     for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
+    return to_file
+
+
+def report(exc: Exception, to_file: logging.Handler) -> None:
+    """One line on stderr naming the error and the log file; the traceback goes to the file only."""
+    log = logging.getLogger("emergence")
+    to_file.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "traceback", (),
+                                  (type(exc), exc, exc.__traceback__)))
+    log.error("%s (log: %s)", one_line(exc), to_file.baseFilename)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage. Exit status: 0 done; 2 an error (one line; the traceback in the log file, or on
+    stderr with --debug); 128 + the signal number when SIGTERM (143) or SIGINT (130) stopped it."""
+    args = parser().parse_args(argv)
+    to_file = setup_logging(args)
     os.environ.setdefault("WANDB_MODE", "offline")
     for key, value in DETERMINISM.items():  # before torch loads MKL
         os.environ.setdefault(key, value)
     module_name, func = ENTRY.get(args.stage, (f"emergence.stages.{args.stage}", "main"))
     try:
-        getattr(importlib.import_module(module_name), func)(args)
-    except (EmergenceError, FileNotFoundError) as exc:
-        logging.getLogger("emergence").error("%s", exc)
-        return 2
+        with raise_on_signals():
+            getattr(importlib.import_module(module_name), func)(args)
+    except Exception as exc:
+        if args.debug:
+            raise
+        report(exc, to_file)
+        return exc.exit_code if isinstance(exc, Interrupted) else 2
     return 0
 
 

@@ -7,6 +7,7 @@ and what is allowed, before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -187,7 +188,7 @@ class SamplerParams:
     check_every: int = 10            # steps between divergence checks
     n_pairs: int = 100               # pairs whose two versions are observables (0: all)
     shift_windows: int = 8           # windows of sampling and of general code scored as data shifts
-    checkpoints: list[int] = dataclasses.field(default_factory=list)  # steps to sample ([]: all)
+    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [0, 2000])  # steps to sample
     accelerator: str = "cpu"         # passed to the Lightning Trainer
     devices: int = 1                 # > 1: chains split over this many devices (one process each)
 
@@ -317,6 +318,10 @@ class Params:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")
         _require("monitors", "icl_early", self.monitors.icl_early, self.monitors.icl_early < self.model.n_ctx - 1,
                  f"< model.n_ctx - 1 = {self.model.n_ctx - 1}")
+        for section in ("sampler", "sae", "rllc"):  # one meaning everywhere: the steps named, never "all"
+            steps = getattr(self, section).checkpoints
+            _require(section, "checkpoints", steps, len(steps) >= 1,
+                     "a non-empty list of checkpoint steps (e.g. [0, 40]; list every step to use them all)")
         n_layer = self.model.n_layer if self.model.source == "own" else 10**6  # an HF model's depth is checked on load
         _require("sae", "layer", self.sae.layer, -1 <= self.sae.layer < n_layer, f"-1 (middle) or 0..{n_layer - 1}")
 
@@ -328,10 +333,35 @@ class Params:
         return layer
 
 
+def check_keys(raw: Any, cls: type = Params, where: str = "") -> None:
+    """Fail on a key that no dataclass field has, naming the nearest one (difflib)."""
+    if not isinstance(raw, dict):
+        return
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in raw.items():
+        full = f"{where}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+            hint = f"did you mean {where}{near[0]}?" if near else f"known keys here: {', '.join(fields)}"
+            raise ConfigError(f"params: unknown key {full}; {hint}")
+        if dataclasses.is_dataclass(fields[key].default_factory):  # a nested section
+            check_keys(value, fields[key].default_factory, f"{full}.")
+
+
+def _validated(source: str, *configs) -> Params:
+    """Params from omegaconf `configs` merged in order, with unknown keys and bad values named."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.merge(*configs))
+        check_keys(raw)
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Params), raw))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def merged_yaml(base: str | Path, profile: str | Path, overrides: list[str] | None = None) -> str:
     """params.yaml with a profile's values (then `key=value` overrides) merged in, validated, as YAML."""
     merged = OmegaConf.merge(OmegaConf.load(base), OmegaConf.load(profile), OmegaConf.from_dotlist(overrides or []))
-    OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Params), merged))
+    _validated(str(profile), merged)
     return OmegaConf.to_yaml(merged)
 
 
@@ -340,12 +370,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} not found: run from the project root or pass --params PATH")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(Params), OmegaConf.load(path),
-                                 OmegaConf.from_dotlist(overrides or []))
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return _validated(str(path), OmegaConf.load(path), OmegaConf.from_dotlist(overrides or []))
 
 
 def as_dict(obj: Any) -> dict:

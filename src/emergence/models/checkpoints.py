@@ -80,6 +80,9 @@ class OwnSeries:
             raise CheckpointError(f"{index} not found: run `dvc repro train_lm` first")
         self.index = read_json(index)
         self.steps = [c["step"] for c in self.index["checkpoints"]]
+        if not self.index.get("complete", True):
+            raise CheckpointError(f"{self.directory} holds an interrupted training run (steps {self.steps} so far): "
+                                  f"re-run `dvc repro train_lm` to resume it")
 
     def load(self, step: int) -> Checkpoint:
         from emergence.models.hooked import gpt_to_hooked
@@ -144,6 +147,9 @@ class HFSeries:
         from transformers import AutoModelForCausalLM
 
         from emergence.models.hooked import hf_to_hooked
+        if step not in self.steps:
+            raise CheckpointError(f"step {step} is not among model.hf_revisions {self.revisions}: add "
+                                  f"step{step} there, or use one of the steps {self.steps} in the checkpoint lists")
         revision = self.revisions[self.steps.index(step)]
         path = self.resolve(revision)
         try:

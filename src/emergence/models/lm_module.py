@@ -7,7 +7,8 @@
   linear warm-up + cosine schedule (nanoGPT's).
 * :class:`CheckpointSeriesWriter` saves the model at the scheduled steps (Pythia-like:
   0, 1, 2, 4, ... then evenly spaced), scores the correct/buggy pairs there, and keeps
-  a resumable Lightning checkpoint (``last.ckpt``) beside the series.
+  a resumable Lightning checkpoint (``last.ckpt``) beside the series; its ``index.json``
+  says ``complete: false`` until the run has finished.
 """
 from __future__ import annotations
 
@@ -203,5 +204,9 @@ class CheckpointSeriesWriter(pl.Callback):
         model.train(was_training)
         save_checkpoint(self.directory / entry["file"], model, step, **self.meta)
         self.entries[step] = entry
+        self.write_index(complete=False)
+
+    def write_index(self, complete: bool) -> None:
+        """The series so far; ``complete`` only once training ran all its steps (readers refuse a partial one)."""
         write_json(self.index_path, {"checkpoints": [self.entries[s] for s in sorted(self.entries)],
-                                     **self.meta})
+                                     **self.meta, "complete": complete})

@@ -20,6 +20,7 @@ from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 from sae_lens.training.optim import CoefficientScheduler
 from torch.utils.data import DataLoader, IterableDataset
 
+from emergence.interrupt import fit
 from emergence.models.gpt import token_losses
 
 
@@ -111,7 +112,7 @@ def train_sae(sae, stream: IterableDataset, steps: int, lr: float, logger=None):
                          logger=logger if logger is not None else False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, log_every_n_steps=max(1, steps // 20))
-    trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None))
+    fit(trainer, module, train_dataloaders=DataLoader(stream, batch_size=None))  # Interrupted on a signal
     return sae.eval()
 
 

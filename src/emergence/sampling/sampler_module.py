@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from emergence.config import SamplerParams, as_dict
 from emergence.errors import EmergenceError
+from emergence.interrupt import fit
 from emergence.io import seed_for
 from emergence.models.gpt import token_losses
 from emergence.models.scoring import SequenceSet
@@ -326,8 +327,8 @@ def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, stream, in
     """Measure w*, then drive the run under the Lightning Trainer over ``stream.batch(step)``
     (chains * batch rows per step); every process returns the whole trace."""
     module = SamplerModule(make_run, cfg.chains, [init_stream.batch(i) for i in range(cfg.init_batches)])
-    sampler_trainer(cfg, progress).fit(module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
-    return module.run.to_dataset(attrs=attrs)
+    fit(sampler_trainer(cfg, progress), module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
+    return module.run.to_dataset(attrs=attrs)  # only after all cfg.steps: fit raises Interrupted otherwise
 
 
 def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str, n_ctx: int,

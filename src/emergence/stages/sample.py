@@ -35,7 +35,7 @@ def selected_steps(requested: list[int], available: list[int]) -> list[int]:
     if missing:
         raise CheckpointError(f"params: sampler.checkpoints asks for steps {missing} that the series "
                               f"does not have; available: {available}")
-    return list(requested) or list(available)
+    return list(requested)
 
 
 def observable_sets(p, corpus: Path) -> list[SequenceSet]:

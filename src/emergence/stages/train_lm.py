@@ -1,8 +1,9 @@
 """Stage `train_lm`: train our GPT on the corpus and write the checkpoint series (with
 ``model.source: hf``, index the HF revisions instead: each is loaded and scored).
 
-Interrupted runs resume from ``last.ckpt`` when it was written with the same
-parameters and data; otherwise the series directory is started afresh. A finished run
+A signal stops the stage with a non-zero exit before the metrics are written, leaving the
+series index marked incomplete. Interrupted runs resume from ``last.ckpt`` when it was
+written with the same parameters and data; otherwise the series directory is started afresh. A finished run
 that still matches is kept as it is (delete ``artifacts/checkpoints`` to retrain after
 changing the model code).
 """
@@ -20,6 +21,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
 
 from emergence.config import load_params, params_hash
 from emergence.data.tokenizer import load_tokenizer
+from emergence.interrupt import fit
 from emergence.io import read_json, sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
@@ -84,7 +86,8 @@ def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
     monitors = [LearningRateMonitor("step"),  # and tokens/s as train|device/items_per_sec
                 ThroughputMonitor(batch_size_fn=_windows_per_batch, length_fn=_tokens_per_window)]
     callbacks = [writer] + (monitors if logger is not None else [])
-    build_trainer(p, callbacks, logger).fit(module, datamodule=data, ckpt_path=resume)
+    fit(build_trainer(p, callbacks, logger), module, datamodule=data, ckpt_path=resume)  # Interrupted on a signal
+    writer.write_index(complete=True)
     return read_json(out / "index.json")
 
 

@@ -1,0 +1,216 @@
+"""SIGTERM / SIGINT stop a stage with a non-zero exit that DVC sees, nothing partial is recorded as
+complete, and the next `dvc repro` resumes; any error reaches the user as one line plus a log path."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import psutil
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from emergence import cli
+from emergence.interrupt import Interrupted, fit, raise_on_signals
+from test_pipeline import BIN, emergence, env
+
+# --- the Lightning fit helper ---------------------------------------------------------------
+
+
+class Tiny(pl.LightningModule):
+    """One linear layer; sends `signum` to its own process after `at` steps."""
+
+    def __init__(self, at: int, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.layer, self.at, self.signum = torch.nn.Linear(2, 1), at, signum
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.at:
+            os.kill(os.getpid(), self.signum)
+        return self.layer(batch).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def trainer(max_steps: int = 20) -> pl.Trainer:
+    return pl.Trainer(max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", devices=1)
+
+
+def batches():
+    return DataLoader(torch.randn(64, 2), batch_size=2)
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["cli-handler", "lightning-only"])
+def test_sigterm_during_fit_raises_interrupted(installed):
+    """With the CLI's handler the signal raises at once; with Lightning's alone (its SIGTERMException,
+    which exits with status 0) `fit` still turns it into Interrupted."""
+    t = trainer()
+    with (raise_on_signals() if installed else _nothing()), pytest.raises(Interrupted) as err:
+        fit(t, Tiny(at=3), batches())
+    assert err.value.exit_code == 143 and "interrupted by SIGTERM" in str(err.value)
+    assert t.global_step < 20
+
+
+def test_sigint_during_fit_is_130():
+    with raise_on_signals(), pytest.raises(Interrupted) as err:
+        fit(trainer(), Tiny(at=3, signum=signal.SIGINT), batches())
+    assert err.value.exit_code == 130
+
+
+def test_a_finished_fit_passes_and_handlers_are_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    with raise_on_signals():
+        t = trainer(5)
+        fit(t, Tiny(at=-1), batches())
+    assert t.global_step == 5 and signal.getsignal(signal.SIGTERM) == before
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- the CLI: one line, a log file, exit status ---------------------------------------------
+
+
+def run_fake_stage(monkeypatch, tmp_path, body, *flags) -> int:
+    stage = types.ModuleType("fake_stage")
+    stage.main = body
+    monkeypatch.setitem(sys.modules, "fake_stage", stage)
+    monkeypatch.setitem(cli.ENTRY, "raw", ("fake_stage", "main"))
+    monkeypatch.chdir(tmp_path)
+    return cli.main([*flags, "raw"])
+
+
+def test_cli_turns_a_signal_into_143_and_one_line(monkeypatch, tmp_path, capsys):
+    def stage(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the stage")
+    assert run_fake_stage(monkeypatch, tmp_path, stage) == 143
+    err = capsys.readouterr().err
+    assert "interrupted by SIGTERM; finished work is kept, re-run `dvc repro` to resume" in err
+    assert "Traceback" not in err
+
+
+def test_cli_error_is_one_line_with_the_log_path(monkeypatch, tmp_path, capsys):
+    def stage(args):
+        raise ValueError("boom")
+    assert run_fake_stage(monkeypatch, tmp_path, stage) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    log = tmp_path / ".cache" / "logs" / "raw.log"
+    assert len(err) == 1 and "ValueError: boom" in err[0] and str(log) in err[0]
+    assert "Traceback" in log.read_text()
+    with pytest.raises(ValueError, match="boom"):  # --debug: the traceback itself
+        run_fake_stage(monkeypatch, tmp_path, stage, "--debug")
+
+
+def test_missing_input_says_how_to_get_it(monkeypatch, tmp_path, capsys):
+    from emergence.stages.pairs import main as pairs_main
+    assert run_fake_stage(monkeypatch, tmp_path, lambda args: pairs_main(types.SimpleNamespace(
+        params=str(Path(__file__).parents[1] / "params.yaml"), humaneval="data/humaneval/HumanEval.jsonl.gz",
+        out="artifacts/pairs"))) == 2
+    assert "data/humaneval/HumanEval.jsonl.gz not found: run `make data` (or `dvc pull`)" in capsys.readouterr().err
+
+
+# --- checkpoint series -------------------------------------------------------------------------
+
+
+def test_an_interrupted_series_is_refused(tmp_path):
+    from emergence.models.checkpoints import CheckpointError, OwnSeries
+    (tmp_path / "index.json").write_text(json.dumps({"checkpoints": [{"step": 0, "file": "step_0.pt"}],
+                                                     "complete": False}))
+    with pytest.raises(CheckpointError, match="interrupted training run.*dvc repro train_lm"):
+        OwnSeries(tmp_path)
+
+
+def test_a_step_missing_from_hf_revisions_is_named():
+    from emergence.models.checkpoints import CheckpointError, HFSeries
+    series = HFSeries("tiny/pythia", ["step0", "step40"], local_dir="/nonexistent")
+    with pytest.raises(CheckpointError, match=r"step 8 is not among model.hf_revisions \['step0', 'step40'\]"):
+        series.load(8)
+
+
+# --- under dvc repro: SIGTERM in the middle of train_lm and of sample -------------------------
+
+SLOW = ["pairs.max_problems=20", "pairs.min_pairs=5", "train.max_steps=400", "sampler.draws=150",
+        "sampler.checkpoints=[0,8,400]", "sae.checkpoints=[0,400]", "rllc.checkpoints=[0,400]"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A smoke workspace (longer training and chains, so a signal lands mid-loop) with its corpus built."""
+    tmp = tmp_path_factory.mktemp("interrupt")
+    emergence("raw", cwd=Path(__file__).parents[1], tmp=tmp)
+    ws = tmp / "ws"
+    emergence("profile", "--name", "smoke", "--out", str(ws), "--set", *SLOW, cwd=Path(__file__).parents[1], tmp=tmp)
+    assert dvc(ws, "corpus").returncode == 0
+    return ws
+
+
+def dvc(ws: Path, *targets: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dvc"), "repro", *targets], cwd=ws, env=env(ws.parent), capture_output=True,
+                          text=True, timeout=600)
+
+
+def terminate_when(ws: Path, stage: str, ready) -> subprocess.CompletedProcess:
+    """`dvc repro <stage>`; SIGTERM to its `emergence <stage>` child once `ready()`; the finished dvc run."""
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", stage], cwd=ws, env=env(ws.parent), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    children = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                if "emergence" in " ".join(c.cmdline()) and stage in c.cmdline()]
+    assert children, "the stage ended before the signal"
+    children[0].send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
+def locked(ws: Path) -> set:
+    lock = ws / "dvc.lock"
+    import yaml
+    return set(yaml.safe_load(lock.read_text())["stages"]) if lock.exists() else set()
+
+
+def test_sigterm_in_train_lm_fails_dvc_and_resumes_from_last_ckpt(workspace):
+    ws = workspace
+    ckpts = ws / "artifacts" / "checkpoints"
+    res = terminate_when(ws, "train_lm", lambda: (ckpts / "step_8.pt").exists())
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "interrupted by SIGTERM" in res.stdout
+    assert "train_lm" not in locked(ws) and not (ws / "artifacts" / "train" / "metrics.json").exists()
+    index = json.loads((ckpts / "index.json").read_text())
+    assert index["complete"] is False and index["checkpoints"][-1]["step"] < 400
+    assert (ckpts / "last.ckpt").exists()
+    again = dvc(ws, "train_lm")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resuming from" in again.stdout + again.stderr
+    assert "train_lm" in locked(ws) and json.loads((ckpts / "index.json").read_text())["complete"] is True
+
+
+def test_sigterm_in_sample_fails_dvc_and_keeps_finished_traces(workspace):
+    ws = workspace
+    traces = ws / "artifacts" / "traces"
+    res = terminate_when(ws, "sample", lambda: (traces / "step_0.nc").exists())
+    assert res.returncode != 0 and "interrupted by SIGTERM" in res.stdout, res.stdout[-2000:]
+    assert not {"sample", "influence"} & locked(ws)
+    assert not (traces / "step_400.nc").exists()
+    first = (traces / "step_0.nc").stat().st_mtime_ns
+    again = dvc(ws, "sample")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "step 0: trace" in again.stdout + again.stderr and (traces / "step_0.nc").stat().st_mtime_ns == first
+    from emergence.sampling.trace import load_trace
+    assert all(load_trace(traces / f"step_{s}.nc").attrs["status"] == "complete" for s in (0, 8, 400))
+    assert "sample" in locked(ws)
