@@ -3,7 +3,7 @@ same pipeline on a profile.
 
 DIR gets ``params.yaml`` (the project's, with ``conf/profiles/NAME.yaml`` and the ``--set``
 values merged in),
-a copy of ``dvc.yaml``, links to ``data/`` and ``src/``, and its own DVC repository,
+a copy of ``dvc.yaml``, links to ``data/``, ``src/``, ``conf/`` and ``pairs/``, and its own DVC repository,
 so ``dvc repro`` there runs every stage on the profile without touching the main
 workspace's outputs.
 """
@@ -31,7 +31,7 @@ def main(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "params.yaml").write_text(merged_yaml(root / args.params, profile, args.set))
     shutil.copyfile(root / "dvc.yaml", out / "dvc.yaml")
-    for name in ("data", "src", "conf"):
+    for name in ("data", "src", "conf", "pairs"):
         link = out / name
         if not link.exists():
             os.symlink(os.path.relpath(root / name, out), link)
