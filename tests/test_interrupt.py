@@ -72,6 +72,27 @@ def test_a_finished_fit_passes_and_handlers_are_restored():
     assert t.global_step == 5 and signal.getsignal(signal.SIGTERM) == before
 
 
+def test_slurm_requeue_saves_then_the_stage_exits_143(monkeypatch, tmp_path):
+    """Lightning's SLURM auto-requeue (SIGUSR1: save hpc_ckpt, `scontrol requeue`) keeps working; the
+    SIGTERM that then ends the job stops the stage with 143."""
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "study", "SLURM_JOB_ID": "42", "SLURM_NODELIST": "n1",
+                       "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol: the requeue command fails, the save does not
+
+    class Requeued(Tiny):
+        def training_step(self, batch, batch_idx):
+            if self.global_step == 5:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().training_step(batch, batch_idx)
+
+    t = pl.Trainer(max_steps=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=tmp_path)
+    with raise_on_signals(), pytest.raises(Interrupted) as err:
+        fit(t, Requeued(at=3, signum=signal.SIGUSR1), batches())
+    assert err.value.exit_code == 143 and list(tmp_path.glob("hpc_ckpt_*.ckpt"))
+
+
 class _nothing:
     def __enter__(self):
         return self
