@@ -174,6 +174,8 @@ class SamplerParams:
     preconditioned: bool = True      # False: plain SGLD
     rms_alpha: float = 0.1           # eps_hat = eps / (sqrt(V) + rms_alpha)
     rms_beta: float = 0.99           # V <- b V + (1 - b) g^2
+    rms_adapt: str = "burn_in"       # burn_in: V adapted during burn-in, then frozen (unbiased);
+                                     # every_step: Lee et al.'s form (biased: V depends on w)
     chains: int = 2
     burn_in: int = 50
     draws: int = 100
@@ -203,6 +205,11 @@ class SamplerParams:
         _require("sampler", "n_pairs", self.n_pairs, self.n_pairs >= 0, ">= 0")
         _require("sampler", "rms_beta", self.rms_beta, 0 <= self.rms_beta < 1, "0 <= b < 1")
         _require("sampler", "rms_alpha", self.rms_alpha, self.rms_alpha > 0, "> 0")
+        _require("sampler", "rms_adapt", self.rms_adapt, self.rms_adapt in ("burn_in", "every_step"),
+                 "burn_in | every_step")
+        if self.preconditioned and self.rms_adapt == "burn_in":
+            _require("sampler", "burn_in", self.burn_in, self.burn_in >= 1,
+                     ">= 1 (the preconditioner is estimated during burn-in)")
 
     @property
     def steps(self) -> int:

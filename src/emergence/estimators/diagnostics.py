@@ -1,50 +1,73 @@
-"""MCMC diagnostics of a loss trace: split R-hat and effective sample size.
+"""MCMC diagnostics of draws x (chains, draws): rank-normalised split R-hat and the
+multi-chain effective sample size (Vehtari et al. 2021, arXiv 1903.08008, as in Stan).
 
-Split R-hat (Gelman et al., BDA3 ch. 11): chains are halved, and the between- and
-within-half variances compared; near 1 when the halves agree. The effective sample
-size follows Geyer's initial monotone sequence estimator of the integrated
-autocorrelation time (as in Stan): ESS = C * T / (1 + 2 * sum rho_t).
+R-hat: each chain is split in halves; the draws are rank-normalised over all chains,
+z = Phi^-1((rank - 3/8) / (S + 1/4)); R-hat = sqrt(var_plus / W) on z ("bulk") and on
+the ranks of |x - median(x)| ("tail"), and the larger of the two is reported.
+ESS: the autocorrelation is combined over chains, rho_t = 1 - (W - mean_m s_m^2 rho_{m,t}) / var_plus,
+and summed with Geyer's initial monotone sequence over split chains: ESS = M N / (-1 + 2 sum_k Gamma_k).
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtri
+from scipy.stats import rankdata
 
 
-def split_rhat(x: np.ndarray) -> float:
-    """Split R-hat of draws x with shape (chains, draws)."""
-    x = np.asarray(x, dtype=float)
+def _split(x: np.ndarray) -> np.ndarray:
     half = x.shape[1] // 2
-    if half < 2:
-        return float("nan")
-    halves = np.concatenate([x[:, :half], x[:, half:2 * half]], axis=0)  # (2C, half)
-    n = halves.shape[1]
-    means = halves.mean(axis=1)
-    within = halves.var(axis=1, ddof=1).mean()
-    between = n * means.var(ddof=1)
-    var_plus = (n - 1) / n * within + between / n
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
+
+
+def _rank_normalised(x: np.ndarray) -> np.ndarray:
+    ranks = rankdata(x, method="average").reshape(x.shape)
+    return ndtri((ranks - 0.375) / (x.size + 0.25))
+
+
+def _rhat(x: np.ndarray) -> float:
+    n = x.shape[1]
+    within = x.var(axis=1, ddof=1).mean()
+    var_plus = (n - 1) / n * within + x.mean(axis=1).var(ddof=1)
     return float(np.sqrt(var_plus / within)) if within > 0 else float("nan")
 
 
-def autocorrelation(x: np.ndarray) -> np.ndarray:
-    """Autocorrelation of each chain (chains, draws) by FFT, lags 0..draws-1."""
+def split_rhat(x: np.ndarray) -> float:
+    """Rank-normalised split R-hat (max of bulk and tail) of draws x (chains, draws)."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[1] < 4 or not np.isfinite(x).all():
+        return float("nan")
+    halves = _split(x)
+    bulk = _rhat(_rank_normalised(halves))
+    tail = _rhat(_rank_normalised(np.abs(halves - np.median(halves))))
+    return max(bulk, tail)
+
+
+def autocovariance(x: np.ndarray) -> np.ndarray:
+    """Autocovariance of each chain (chains, draws) by FFT, lags 0..draws-1."""
     x = np.asarray(x, dtype=float)
     n = x.shape[1]
     centred = x - x.mean(axis=1, keepdims=True)
     size = 1 << (2 * n - 1).bit_length()
     f = np.fft.rfft(centred, size, axis=1)
-    acov = np.fft.irfft(f * np.conj(f), size, axis=1)[:, :n] / n
-    return acov / np.where(acov[:, :1] > 0, acov[:, :1], 1.0)
+    return np.fft.irfft(f * np.conj(f), size, axis=1)[:, :n] / n
 
 
 def effective_sample_size(x: np.ndarray) -> float:
-    """ESS of draws x (chains, draws), Geyer's initial monotone sequence over the mean autocorrelation."""
+    """Multi-chain ESS of the mean of draws x (chains, draws), on split chains (as Stan's ess_mean)."""
     x = np.asarray(x, dtype=float)
-    chains, n = x.shape
-    if n < 4:
+    if x.shape[1] < 8 or not np.isfinite(x).all():
         return float("nan")
-    rho = autocorrelation(x).mean(axis=0)
+    x = _split(x)
+    chains, n = x.shape
+    acov = autocovariance(x)
+    within = acov[:, 0].mean() * n / (n - 1)
+    var_plus = within * (n - 1) / n + x.mean(axis=1).var(ddof=1)
+    if var_plus <= 0:
+        return float("nan")
+    rho = 1.0 - (within - acov.mean(axis=0)) / var_plus
+    rho[0] = 1.0
     pairs = rho[: (n - 1) // 2 * 2].reshape(-1, 2).sum(axis=1)  # Gamma_k = rho_2k + rho_2k+1
-    positive = np.argmax(pairs <= 0) if np.any(pairs <= 0) else len(pairs)
+    positive = int(np.argmax(pairs <= 0)) if np.any(pairs <= 0) else len(pairs)
     gammas = np.minimum.accumulate(pairs[:positive])
     tau = -1.0 + 2.0 * gammas.sum()
     return float(chains * n / max(tau, 1.0 / np.log10(max(chains * n, 10))))

@@ -79,7 +79,10 @@ class SGLDRun:
                       for c in self.chain_ids]
         self.optimizer = RMSPropSGLD([self.chains.W], lr=cfg.lr, nbeta=cfg.nbeta,
                                      localization=cfg.localization, preconditioned=cfg.preconditioned,
-                                     alpha=cfg.rms_alpha, beta=cfg.rms_beta, mask=self.mask,
+                                     alpha=cfg.rms_alpha, beta=cfg.rms_beta,
+                                     adapt_steps=cfg.burn_in if cfg.rms_adapt == "burn_in" else None,
+                                     exact_localization=cfg.rms_adapt == "burn_in",
+                                     mask=self.mask,
                                      generator=generators)
         C, S = len(self.chain_ids), cfg.steps
         self.draw_steps = cfg.burn_in + np.arange(cfg.draws) * cfg.thin
