@@ -22,7 +22,7 @@ from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.models.scoring import build_sequences, load_pair_sequences, token_loss_matrix
 from emergence.sae.directions import problem_splits
-from emergence.tracking.wandb import init_run, log_curves, log_matrix
+from emergence.tracking.wandb import init_run, log_curves, log_matrix, use_reference
 
 log = logging.getLogger(__name__)
 CLASSES = ("induction", "previous_token", "first_token", "other")
@@ -62,6 +62,7 @@ def main(args) -> None:
                                    ["general"] * len(vx))]
     monitors = read_json(args.monitors)
     run = init_run("probes", p)
+    use_reference(run, "checkpoints", "model", args.checkpoints)
     steps, totals, lens_pref, classes, losses_by_step, skipped, empty = [], [], [], [], [], [], []
     for ckpt in series:
         hooked = ckpt.hooked()

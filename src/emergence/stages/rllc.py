@@ -32,7 +32,7 @@ from emergence.sampling.sampler_module import sample_lm, sample_sequences
 from emergence.sampling.trace import cache_key, save_trace
 from emergence.stages.sample import (NOT_IN_KEY, existing, observable_sets, observables_digest, selected_steps,
                                      weights_digest)
-from emergence.tracking.wandb import init_run, log_curves
+from emergence.tracking.wandb import init_run, log_curves, use_reference
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def main(args) -> None:
     write_json(out / "metrics.json", {"head_clusters": clusters,
                                       "final": {n: results[n][steps[-1]]["llc"] for n in results}})
     run = init_run("rllc", p)
+    use_reference(run, "checkpoints", "model", args.checkpoints)
     weight_fig = plots.curves(steps, {n: [results[n][s]["llc"] for s in steps] for n in heads},
                               "weight-refined LLC per component", "rLLC")
     log_curves(run, "rllc/weight_refined", steps, {n: [results[n][s]["llc"] for s in steps] for n in heads}, weight_fig)

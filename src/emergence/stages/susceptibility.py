@@ -30,7 +30,7 @@ from emergence.io import atomic_path, read_json, write_json
 from emergence.sampling.trace import TraceError, load_trace
 from emergence.stages.influence import trace_files
 from emergence.stages.sample import observable_sets
-from emergence.tracking.wandb import init_run, log_matrix
+from emergence.tracking.wandb import init_run, log_matrix, log_series, use_reference
 
 log = logging.getLogger(__name__)
 SHIFTS = ["correct", "buggy", "general"]
@@ -170,6 +170,9 @@ def main(args) -> None:
     tok = load_tokenizer(corpus / "tokenizer.json") if p.sampler.token_level else None
 
     run = init_run("susceptibility", p)
+    use_reference(run, "traces", "sgld-trace", args.traces)
+    if features:
+        use_reference(run, "saes", "sae", sae_root)
     curve, opposite_by_step, final, sae_opposite = [], {}, None, {}
     unit = p.susceptibility.observable
     for step in sorted(set(weight) | set(features)):
@@ -205,6 +208,10 @@ def main(args) -> None:
     names = weight[steps[-1]].names
     first = {n: first_persistent(steps, [opposite_by_step[s].get(n, False) for s in steps]) for n in names}
     write_json(out / "curve.json", curve)
+    log_series(run, "susceptibility", steps, {
+        "opposite_significant": [sum(opposite_by_step[s].values()) for s in steps],
+        **{f"mean_abs_{s}": [float(np.mean([abs(c[s]) for c in curve if c["step"] == t and c["unit"] == unit]))
+                             for t in steps] for s in ("chi_correct", "chi_buggy", "chi_general")}})
     write_json(out / "metrics.json", {"observable": unit, "final_step": final[0],
                                       "final_opposite": [o["component"] for o in final[1]],
                                       "final_opposite_significant": [o["component"] for o in final[1]

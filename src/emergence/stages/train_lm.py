@@ -27,7 +27,7 @@ from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
                                         checkpoint_schedule, checkpoint_scores, fixed_windows)
 from emergence.models.scoring import load_pair_sequences
-from emergence.tracking.wandb import lightning_logger
+from emergence.tracking.wandb import lightning_logger, log_reference
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def main(args) -> None:
     write_json(report / "timing.json", {"seconds": round(time.perf_counter() - t0, 1)})
     if logger is not None:
         logger.experiment.summary.update(metrics)
+        log_reference(logger.experiment, "checkpoints", "model", out)
         logger.experiment.finish()
     log.info("trained to step %d: val loss %.3f (unigram %.3f); correct preferred on %.1f%% of pairs",
              last["step"], metrics["val_loss"], metrics["unigram_val_loss"],
