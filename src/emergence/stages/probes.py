@@ -136,8 +136,7 @@ def main(args) -> None:
                                                {"first significant": significant[:1]}),
         "logit_lens": plots.heatmap(np.array(lens_pref).T, [f"L{i}" for i in range(n_layers)], steps,
                                     "logit lens: share of pairs preferring the correct version"),
-        "taxonomy": plots.heatmap(np.array([[CLASSES.index(c) for c in row] for row in classes]).T, head_names, steps,
-                                  "head classes: 0 induction, 1 previous, 2 first-token, 3 other", cmap="tab10"),
+        "taxonomy": _taxonomy_figure(classes, head_names, steps),
         "trajectory": _trajectory_figure(proj, steps, turns),
     }
     log_curves(run, "probes/patching", steps, {n: effect[:, names.index(n)].tolist() for n in top},
@@ -153,6 +152,25 @@ def main(args) -> None:
         plots.save(fig, out / f"{name}.png")
     log.info("patching: first step with a significant share %s; trajectory turns at %s (LLC peaks %s)",
              significant[:1], turns, llc_peaks)
+
+
+def _taxonomy_figure(classes: list[list[str]], heads: list[str], steps: list[int]):
+    """Each head's class per checkpoint in one categorical colour per class, with a legend."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+    colours = plt.get_cmap("tab10").colors[:len(CLASSES)]
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(steps) + 3), max(3, 0.3 * len(heads) + 1.5)))
+    ax.imshow(np.array([[CLASSES.index(c) for c in row] for row in classes]).T, aspect="auto",
+              cmap=ListedColormap(colours), norm=BoundaryNorm(np.arange(len(CLASSES) + 1) - 0.5, len(CLASSES)))
+    ax.set_xticks(range(len(steps)), [str(s) for s in steps], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(heads)), heads, fontsize=7)
+    ax.set_xlabel("checkpoint step")
+    ax.set_title("attention-head classes over training")
+    ax.legend(handles=[Patch(color=c, label=n.replace("_", " ")) for c, n in zip(colours, CLASSES)],
+              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def _trajectory_figure(proj: np.ndarray, steps: list[int], turns: list[int]):
