@@ -306,6 +306,51 @@ class SAEParams:
 
 
 @dataclasses.dataclass
+class CalibrationParams:
+    """A series with a known transition: in-context Markov chains (Edelman et al. 2024, arXiv 2402.11004)."""
+    k: int = 4                       # states (tokens 0..k-1)
+    alpha: float = 1.0               # Dirichlet concentration of each sequence's transition rows
+    train_sequences: int = 50000     # one sequence of n_ctx + 1 tokens per window
+    val_sequences: int = 512
+    n_ctx: int = 128
+    n_layer: int = 2
+    n_head: int = 2
+    d_model: int = 64
+    d_mlp: int = 256                 # used only when attn_only is false
+    attn_only: bool = True
+    max_steps: int = 1600
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    checkpoint_every: int = 50       # checkpoints at 0, every, 2 x every, ..., max_steps
+    val_windows: int = 64
+    monitor_sequences: int = 64      # validation sequences the attention monitors read
+
+    def __post_init__(self) -> None:
+        _require("calibration", "k", self.k, 2 <= self.k <= 65535, "2..65535 (ids are stored as uint16)")
+        _require("calibration", "alpha", self.alpha, self.alpha > 0, "> 0")
+        for key in ("train_sequences", "val_sequences", "n_layer", "n_head", "d_model", "d_mlp", "max_steps",
+                    "batch_size", "checkpoint_every", "val_windows", "monitor_sequences"):
+            _require("calibration", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
+        _require("calibration", "n_ctx", self.n_ctx, self.n_ctx >= 2, ">= 2")
+        _require("calibration", "d_model", self.d_model, self.d_model % self.n_head == 0,
+                 f"a multiple of calibration.n_head={self.n_head}")
+        _require("calibration", "lr", self.lr, 0 < self.lr < 1, "0 < lr < 1")
+        _require("calibration", "min_lr", self.min_lr, 0 <= self.min_lr <= self.lr, "0 <= min_lr <= calibration.lr")
+        _require("calibration", "warmup_steps", self.warmup_steps, 0 <= self.warmup_steps < self.max_steps,
+                 "0 <= warmup_steps < calibration.max_steps")
+        _require("calibration", "weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0")
+        _require("calibration", "monitor_sequences", self.monitor_sequences,
+                 self.monitor_sequences <= self.val_sequences, f"<= calibration.val_sequences = {self.val_sequences}")
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        return sorted(set(range(0, self.max_steps, self.checkpoint_every)) | {self.max_steps})
+
+
+@dataclasses.dataclass
 class Params:
     seed: int = 0
     sandbox: SandboxParams = dataclasses.field(default_factory=SandboxParams)
@@ -320,6 +365,7 @@ class Params:
     susceptibility: SusceptibilityParams = dataclasses.field(default_factory=SusceptibilityParams)
     rllc: RLLCParams = dataclasses.field(default_factory=RLLCParams)
     probes: ProbeParams = dataclasses.field(default_factory=ProbeParams)
+    calibration: CalibrationParams = dataclasses.field(default_factory=CalibrationParams)
 
     def __post_init__(self) -> None:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")

@@ -3,7 +3,8 @@
 Parameter names follow nanoGPT (``transformer.wte``, ``transformer.h.{l}.attn.c_attn``,
 ...) so transformer-lens' ``convert_nanogpt_weights`` maps it onto a HookedTransformer
 exactly. Pre-LayerNorm blocks, learned positions, exact GELU, tied embeddings, causal
-attention through ``F.scaled_dot_product_attention``.
+attention through ``F.scaled_dot_product_attention``. ``attn_only`` blocks have no MLP
+(and no ``ln_2``): ``mlp`` is None.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class GPTConfig:
     d_mlp: int = 512
     bias: bool = True
     dropout: float = 0.0
+    attn_only: bool = False  # blocks without MLP and ln_2
 
     @property
     def d_head(self) -> int:
@@ -65,12 +67,12 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        self.ln_2 = None if cfg.attn_only else nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.mlp = None if cfg.attn_only else MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        return x if self.mlp is None else x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):

@@ -38,13 +38,31 @@ def hooked_config(model: GPT) -> HookedTransformerConfig:
         n_layers=c.n_layer, d_model=c.d_model, d_head=c.d_head, n_heads=c.n_head, d_mlp=c.d_mlp,
         d_vocab=c.vocab_size, n_ctx=c.n_ctx, act_fn="gelu", normalization_type="LN",
         positional_embedding_type="standard", default_prepend_bos=False, device="cpu",
-        dtype=next(model.parameters()).dtype)
+        dtype=next(model.parameters()).dtype, attn_only=c.attn_only)
+
+
+def _with_mlp_placeholders(state: dict, model: GPT) -> dict:
+    """The converter reads every block's ln_2 and MLP: zeros stand in for an attention-only model's."""
+    c = model.cfg
+    shapes = {"ln_2.weight": (c.d_model,), "ln_2.bias": (c.d_model,), "mlp.c_fc.weight": (c.d_mlp, c.d_model),
+              "mlp.c_fc.bias": (c.d_mlp,), "mlp.c_proj.weight": (c.d_model, c.d_mlp), "mlp.c_proj.bias": (c.d_model,)}
+    dtype = next(model.parameters()).dtype
+    for layer in range(c.n_layer):
+        for name, shape in shapes.items():
+            if c.bias or name.endswith("weight"):
+                state[f"transformer.h.{layer}.{name}"] = torch.zeros(shape, dtype=dtype)
+    return state
 
 
 def gpt_to_hooked(model: GPT) -> HookedTransformer:
-    """A HookedTransformer computing the same function as our GPT."""
+    """A HookedTransformer computing the same function as our GPT (``attn_only`` included)."""
     cfg = hooked_config(model)
-    state = convert_nanogpt_weights({k: v.detach().clone() for k, v in model.state_dict().items()}, cfg)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if model.cfg.attn_only:
+        state = _with_mlp_placeholders(state, model)
+    state = convert_nanogpt_weights(state, cfg)
+    if model.cfg.attn_only:
+        state = {k: v for k, v in state.items() if ".mlp." not in k and ".ln2." not in k}
     if "unembed.b_U" not in state:
         state["unembed.b_U"] = torch.zeros(cfg.d_vocab, dtype=cfg.dtype)
     with _quiet():

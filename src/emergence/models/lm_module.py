@@ -42,10 +42,12 @@ def checkpoint_schedule(max_steps: int, log_until: int, n_linear: int) -> list[i
 
 
 class TokenWindows(IterableDataset):
-    """Endless batches (x, y) of `batch_size` random windows of n_ctx + 1 tokens."""
+    """Endless batches (x, y) of `batch_size` random windows of n_ctx + 1 tokens (``aligned``:
+    only windows starting at multiples of n_ctx + 1, for files of one sequence per window)."""
 
-    def __init__(self, path: str | Path, n_ctx: int, batch_size: int, seed: int):
+    def __init__(self, path: str | Path, n_ctx: int, batch_size: int, seed: int, aligned: bool = False):
         self.path, self.n_ctx, self.batch_size, self.seed = str(path), n_ctx, batch_size, seed
+        self.aligned = aligned
         self.start_step = 0
         n = os.path.getsize(self.path) // 2
         if n <= n_ctx + 1:
@@ -54,7 +56,10 @@ class TokenWindows(IterableDataset):
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = np.memmap(self.path, dtype=np.uint16, mode="r")
         rng = np.random.default_rng([self.seed, step])
-        offsets = rng.integers(0, len(tokens) - self.n_ctx - 1, size=self.batch_size)
+        if self.aligned:
+            offsets = rng.integers(0, len(tokens) // (self.n_ctx + 1), size=self.batch_size) * (self.n_ctx + 1)
+        else:
+            offsets = rng.integers(0, len(tokens) - self.n_ctx - 1, size=self.batch_size)
         buf = torch.from_numpy(np.stack([tokens[o:o + self.n_ctx + 1] for o in offsets]).astype(np.int64))
         return buf[:, :-1], buf[:, 1:]
 
@@ -69,10 +74,14 @@ class TokenWindows(IterableDataset):
             step += 1
 
 
-def fixed_windows(path: str | Path, n_ctx: int, count: int) -> TensorDataset:
-    """`count` evenly spaced windows of a token file (the same every time)."""
+def fixed_windows(path: str | Path, n_ctx: int, count: int, aligned: bool = False) -> TensorDataset:
+    """`count` evenly spaced windows of a token file (the same every time; ``aligned``: starting at
+    multiples of n_ctx + 1)."""
     tokens = np.memmap(path, dtype=np.uint16, mode="r")
-    starts = np.linspace(0, len(tokens) - n_ctx - 2, count).astype(np.int64)
+    if aligned:
+        starts = np.linspace(0, len(tokens) // (n_ctx + 1) - 1, count).astype(np.int64) * (n_ctx + 1)
+    else:
+        starts = np.linspace(0, len(tokens) - n_ctx - 2, count).astype(np.int64)
     buf = torch.from_numpy(np.stack([tokens[s:s + n_ctx + 1] for s in starts]).astype(np.int64))
     return TensorDataset(buf[:, :-1], buf[:, 1:])
 
@@ -96,16 +105,17 @@ def checkpoint_scores(model: torch.nn.Module, val_windows: TensorDataset, pairs:
 
 class TokenDataModule(pl.LightningDataModule):
     def __init__(self, train_path: str, val_path: str, n_ctx: int, batch_size: int, seed: int,
-                 val_windows: int = 64):
+                 val_windows: int = 64, aligned: bool = False):
         super().__init__()
-        self.train_set = TokenWindows(train_path, n_ctx, batch_size, seed)
+        self.train_set = TokenWindows(train_path, n_ctx, batch_size, seed, aligned)
         self.val_path, self.n_ctx, self.batch_size, self.val_windows = val_path, n_ctx, batch_size, val_windows
+        self.aligned = aligned
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=None, num_workers=0)
 
     def val_windows_set(self) -> TensorDataset:
-        return fixed_windows(self.val_path, self.n_ctx, self.val_windows)
+        return fixed_windows(self.val_path, self.n_ctx, self.val_windows, self.aligned)
 
     def state_dict(self) -> dict:
         return {"step": self.trainer.global_step if self.trainer else 0}

@@ -96,7 +96,11 @@ def component_slices(model: nn.Module, component: str) -> list[tuple[str, tuple]
     all_ = (slice(None),)
     if head is None:
         sub = {"attn": "attention." if neox else "attn.", "mlp": "mlp."}.get(part, "")
-        return [(n, all_) for n in names if n.startswith(base + sub)]
+        found = [(n, all_) for n in names if n.startswith(base + sub)]
+        if not found:
+            raise ValueError(f"component {component!r}: the model has no {part} in layer {layer} "
+                             "(an attention-only model has heads only)")
+        return found
     h = int(head)
     if neox:
         qkv, out = base + "attention.query_key_value.", base + "attention.dense."

@@ -45,7 +45,7 @@ class Observables:
 class Block:
     module: nn.Module       # the transformer block (its output is the residual stream)
     attn_out: nn.Linear     # the attention output projection (input: heads concatenated)
-    mlp: nn.Module
+    mlp: nn.Module | None   # None in an attention-only model
     n_head: int
 
 
@@ -63,7 +63,7 @@ def blocks(model: nn.Module) -> list[Block]:
 def component_names(model: nn.Module) -> list[str]:
     bs = blocks(model)
     return [f"L{layer}H{h}" for layer, b in enumerate(bs) for h in range(b.n_head)] + \
-        [f"L{layer}.mlp" for layer in range(len(bs))]
+        [f"L{layer}.mlp" for layer, b in enumerate(bs) if b.mlp is not None]
 
 
 @contextlib.contextmanager
@@ -73,7 +73,7 @@ def component_norms(model: nn.Module):
     bs = blocks(model)
     device = module_device(model)
     heads = torch.zeros(len(bs), bs[0].n_head, device=device)
-    mlps = torch.zeros(len(bs), device=device)
+    mlps = torch.zeros(sum(b.mlp is not None for b in bs), device=device)
     count = [0]
     handles = []
     for layer, block in enumerate(bs):
@@ -90,7 +90,8 @@ def component_norms(model: nn.Module):
             mlps[layer] += output.norm(dim=-1).sum()
 
         handles.append(block.attn_out.register_forward_pre_hook(attn_hook))
-        handles.append(block.mlp.register_forward_hook(mlp_hook))
+        if block.mlp is not None:  # every block has an MLP, or none (attention-only)
+            handles.append(block.mlp.register_forward_hook(mlp_hook))
     try:
         yield lambda: torch.cat([heads.flatten(), mlps]) / max(count[0], 1)
     finally:
