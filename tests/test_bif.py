@@ -7,7 +7,8 @@ import numpy as np
 import xarray as xr
 
 from emergence.analysis import dynamics
-from emergence.estimators.bif import bif_matrix, block_aggregates, common_mode, without_common_mode
+from emergence.estimators.bif import (bif_matrix, block_aggregates, common_mode, draw_resampler,
+                                      without_common_mode)
 
 N = 6          # samples per group; problem i has correct sample A_i and buggy sample B_i
 
@@ -115,13 +116,13 @@ def test_influence_rows_and_metrics(monkeypatch):
 
     estimates = iter([(5.0, 4.0, 6.0), (50.0, 45.0, 55.0), (-3.0, -4.0, -2.0), (5.0, 4.0, 6.0)])
 
-    def stub_llc(trace):
+    def stub_llc(trace, level=0.9):
         mean, lo, hi = next(estimates)
         return {"llc": mean, "llc_se": 0.5, "llc_lo": lo, "llc_hi": hi, "rhat": 1.0, "ess": 100.0,
                 "negative": hi < 0, "llc_per_chain": [mean] * 4}
 
     monkeypatch.setattr(influence, "llc", stub_llc)
-    p = types.SimpleNamespace(seed=0, influence=types.SimpleNamespace(bootstrap=50, level=0.9, pearson=True))
+    p = types.SimpleNamespace(seed=0, influence=types.SimpleNamespace(bootstrap=50, level=0.9, pearson=True, draw_blocks=4))
     rows = [influence.curve_row(s, influence.analyse(fake_trace(3.0, s), p)) for s in (0, 1, 2, 4)]
     assert [r["llc_negative"] for r in rows] == [False, False, True, False]
     r = rows[0]
@@ -140,3 +141,19 @@ def test_influence_rows_and_metrics(monkeypatch):
     assert "checkpoints with a negative LLC: 2 (" + NEGATIVE in page
     assert not any(raw in page for raw in ("None", "{}", "[]", "nan"))
     assert text(None) == text({}) == text([]) == "none" and text(float("nan")) == "not resolved"
+
+
+def test_intervals_with_resampled_draws_hold_another_seed():
+    """Short chains: the problem bootstrap alone misses the Monte Carlo error of the matrix;
+    resampling blocks of draws in the same replicate covers another seed's estimate."""
+    def form(draws):
+        return bif_matrix(draws, pearson=True)
+    covered = {"problems": 0, "problems and draws": 0}
+    for seed in range(20):
+        a, b = planted(1.0, chains=2, draws=20, seed=seed), planted(1.0, chains=2, draws=20, seed=100 + seed)
+        other = block_aggregates(form(b), LABELS, GROUPS, n_boot=10)["correct->buggy"]["mean"]
+        for name, resample in (("problems", None), ("problems and draws", draw_resampler(a, form, 4))):
+            agg = block_aggregates(form(a), LABELS, GROUPS, n_boot=300, seed=seed, resample=resample)
+            covered[name] += agg["correct->buggy"]["lo"] <= other <= agg["correct->buggy"]["hi"]
+    assert covered["problems and draws"] >= 15
+    assert covered["problems"] < covered["problems and draws"]

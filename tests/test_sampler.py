@@ -1,5 +1,7 @@
 """The SGLD sampler on a small transformer: records, guards, restriction, caching, and
 agreement with devinterp 2.0.1 on the LLC."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -88,10 +90,20 @@ def test_weight_restriction_moves_only_the_component(tiny_model, tiny_corpus):
     assert not run.chains.replicas[0].transformer.wte.weight.requires_grad
 
 
-def test_cache_key_depends_on_weights_data_and_settings():
+def test_cache_key_depends_on_weights_data_settings_and_code(monkeypatch):
+    from emergence.sampling import trace
     base = cache_key("w", "d", {"lr": 1})
     assert len({base, cache_key("w2", "d", {"lr": 1}), cache_key("w", "d2", {"lr": 1}),
                 cache_key("w", "d", {"lr": 2})}) == 4
+    monkeypatch.setattr(trace, "code_version", lambda: "a changed sampler")
+    assert cache_key("w", "d", {"lr": 1}) != base
+
+
+def test_code_version_covers_the_sampler_and_model_source():
+    from emergence.sampling import trace
+    root = Path(trace.__file__).resolve().parents[1]
+    assert (root / "sampling" / "sgld.py").exists() and (root / "models" / "gpt.py").exists()
+    assert trace.CODE == ("sampling", "models") and len(trace.code_version()) == 64
 
 
 def test_llc_agrees_with_devinterp(tiny_model, tiny_corpus):

@@ -193,6 +193,7 @@ class SamplerParams:
     checkpoints: list[int] = dataclasses.field(default_factory=lambda: [0, 2000])  # steps to sample
     accelerator: str = "cpu"         # passed to the Lightning Trainer
     devices: int = 1                 # > 1: chains split over this many devices (one process each)
+    checks: bool = True              # re-sample the last checkpoint at eps/2 and with another seed
 
     def __post_init__(self) -> None:
         for key in ("lr", "nbeta", "divergence_factor"):
@@ -221,10 +222,12 @@ class InfluenceParams:
     bootstrap: int = 500             # problem-level resamples for block-aggregate intervals
     level: float = 0.9               # interval coverage
     pearson: bool = True             # block aggregates of the Pearson form (else covariance)
+    draw_blocks: int = 4             # contiguous blocks of draws per chain resampled with the problems
 
     def __post_init__(self) -> None:
         _require("influence", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
         _require("influence", "level", self.level, 0 < self.level < 1, "0 < level < 1")
+        _require("influence", "draw_blocks", self.draw_blocks, self.draw_blocks >= 1, ">= 1")
 
 
 @dataclasses.dataclass

@@ -29,10 +29,11 @@ and the removed aggregates are always reported together.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from emergence.estimators.diagnostics import block_resample
 from emergence.estimators.llc import check_finite
 
 
@@ -132,13 +133,26 @@ def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None
     return out
 
 
+def draw_resampler(obs: np.ndarray, form: Callable[[np.ndarray], np.ndarray],
+                   blocks: int) -> Callable[[np.random.Generator], np.ndarray]:
+    """A function rng -> the BIF matrix `form(draws)` of one blocked-bootstrap resample of the
+    draws (chain, draw, n): the Monte Carlo error of a finite chain."""
+    def resample(rng: np.random.Generator) -> np.ndarray:
+        chain, draw = block_resample(*obs.shape[:2], blocks, rng)
+        return form(obs[chain, draw][None])
+    return resample
+
+
 def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                     n_boot: int = 500, seed: int = 0, level: float = 0.9) -> dict[str, dict]:
-    """Mean BIF per block, with a bootstrap interval that resamples problems (groups):
-    {block: {"mean", "lo", "hi", "skipped"}}.
+                     n_boot: int = 500, seed: int = 0, level: float = 0.9,
+                     resample: Callable[[np.random.Generator], np.ndarray] | None = None) -> dict[str, dict]:
+    """Mean BIF per block, with a bootstrap interval that resamples problems (groups) and,
+    with `resample` (see ``draw_resampler``), the draws too: {block: {"mean", "lo", "hi", "skipped"}}.
 
     Resampling whole problems keeps the correct and buggy versions of a problem
-    together, so the interval reflects which problems happened to be in the set. A whole
+    together, so the interval reflects which problems happened to be in the set;
+    recomputing the matrix from resampled blocks of draws in the same replicate adds the
+    sampler's Monte Carlo error, so another chain seed lands inside the interval. A whole
     block's mean is the same-problem and different-problem means weighted by their
     shares in the data, in every resample too (resampling would otherwise change the
     share of same-problem entries and shift the interval). A resample in which a block is
@@ -158,7 +172,7 @@ def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
         draw = rng.integers(0, len(problems), len(problems))
         idx = np.concatenate([members[i] for i in draw])
         copies = np.concatenate([np.full(len(members[i]), c) for c, i in enumerate(draw)])
-        sub = matrix[np.ix_(idx, idx)]
+        sub = (matrix if resample is None else resample(rng))[np.ix_(idx, idx)]
         means = {k: _masked_mean(sub, m) for k, m in block_masks(labels, groups, idx, copies).items()}
         for k in point:
             if "/" in k:

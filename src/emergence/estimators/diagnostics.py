@@ -1,5 +1,6 @@
-"""MCMC diagnostics of draws x (chains, draws): rank-normalised split R-hat and the
-multi-chain effective sample size (Vehtari et al. 2021, arXiv 1903.08008, as in Stan).
+"""MCMC diagnostics of draws x (chains, draws): rank-normalised split R-hat, the
+multi-chain effective sample size (Vehtari et al. 2021, arXiv 1903.08008, as in Stan) and
+the blocked bootstrap of draws that the estimators' intervals use.
 
 R-hat: each chain is split in halves; the draws are rank-normalised over all chains,
 z = Phi^-1((rank - 3/8) / (S + 1/4)); R-hat = sqrt(var_plus / W) on z ("bulk") and on
@@ -71,3 +72,15 @@ def effective_sample_size(x: np.ndarray) -> float:
     gammas = np.minimum.accumulate(pairs[:positive])
     tau = -1.0 + 2.0 * gammas.sum()
     return float(chains * n / max(tau, 1.0 / np.log10(max(chains * n, 10))))
+
+
+def block_resample(chains: int, draws: int, blocks: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(chain index, draw index) of one blocked-bootstrap resample (Kuensch 1989): each chain
+    is cut into `blocks` contiguous blocks and as many blocks are drawn with replacement from
+    all chains, so autocorrelation within a block and differences between chains are kept."""
+    size = max(draws // blocks, 1)
+    starts = [(c, a) for c in range(chains) for a in range(0, draws - size + 1, size)]
+    pick = rng.integers(0, len(starts), len(starts))
+    chain = np.repeat([starts[i][0] for i in pick], size)
+    draw = np.concatenate([np.arange(starts[i][1], starts[i][1] + size) for i in pick])
+    return chain, draw

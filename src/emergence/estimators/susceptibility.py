@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from emergence.estimators.diagnostics import block_resample
 from emergence.estimators.llc import check_finite
 
 
@@ -76,16 +77,11 @@ def bootstrap_interval(component_obs: np.ndarray, obs: np.ndarray, labels: np.nd
                        reference: str = "sampling", blocks: int = 4, n_boot: int = 300, seed: int = 0,
                        level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) of chi from resampling contiguous blocks of draws of every chain."""
-    C, D = obs.shape[:2]
-    size = max(D // blocks, 1)
-    starts = [(c, a) for c in range(C) for a in range(0, D - size + 1, size)]
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
-        pick = [starts[i] for i in rng.integers(0, len(starts), len(starts))]
-        comp = np.concatenate([component_obs[c, a:a + size] for c, a in pick])[None]
-        ob = np.concatenate([obs[c, a:a + size] for c, a in pick])[None]
-        draws.append(susceptibility_matrix(comp, ob, labels, shifts, reference))
+        c, d = block_resample(*obs.shape[:2], blocks, rng)
+        draws.append(susceptibility_matrix(component_obs[c, d][None], obs[c, d][None], labels, shifts, reference))
     q = (1 - level) / 2
     return np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0)
 

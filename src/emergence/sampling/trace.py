@@ -13,7 +13,7 @@ Variables (dimensions in brackets):
   tokens, with ``token_sequence`` [token] naming the observable each token belongs to.
 
 Attributes: ``config`` (sampler settings, JSON), ``checkpoint``, ``step``,
-``cache_key``, ``status`` (complete | diverged), ``steps_done``. Stored as netCDF
+``cache_key`` (weights, data, settings and the sampler's code version), ``status`` (complete | diverged), ``steps_done``. Stored as netCDF
 (scipy engine), written atomically.
 """
 from __future__ import annotations
@@ -33,9 +33,23 @@ class TraceError(EmergenceError):
     """A missing or unreadable trace; names the file."""
 
 
+CODE = ("sampling", "models")  # the packages whose source determines a trace
+
+
+def code_version() -> str:
+    """sha256 of the source of the sampler and the models (a changed sampler never reuses a trace)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(f for package in CODE for f in (root / package).rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def cache_key(weights_digest: str, data_digest: str, settings: dict) -> str:
-    """Key of a trace: model weights, data and sampler settings together (never settings alone)."""
-    blob = json.dumps({"weights": weights_digest, "data": data_digest, "settings": settings}, sort_keys=True)
+    """Key of a trace: model weights, data, sampler settings and the code version together."""
+    blob = json.dumps({"weights": weights_digest, "data": data_digest, "settings": settings,
+                       "code": code_version()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -16,11 +16,12 @@ import numpy as np
 
 from emergence.analysis import dynamics, plots
 from emergence.config import load_params
-from emergence.estimators.bif import bif_matrix, block_aggregates, common_mode, without_common_mode
+from emergence.estimators.bif import (bif_matrix, block_aggregates, common_mode, draw_resampler,
+                                      without_common_mode)
 from emergence.estimators.llc import llc
 from emergence.io import atomic_path, write_json
 from emergence.sampling.trace import TraceError, load_trace
-from emergence.tracking.wandb import init_run, log_curves, log_matrix
+from emergence.tracking.wandb import init_run, log_curves, log_matrix, use_reference
 
 log = logging.getLogger(__name__)
 BLOCKS = ("correct->correct", "correct->buggy", "buggy->buggy")
@@ -37,18 +38,23 @@ def trace_files(directory: Path) -> list[tuple[int, Path]]:
 
 def analyse(trace, p) -> dict:
     """LLC, and the BIF between the pair sequences (correct and buggy versions), raw and with
-    the common mode removed, each with problem-bootstrap block aggregates."""
+    the common mode removed, each with block aggregates whose intervals resample problems and draws."""
     pairs = np.isin(trace["label"].values.astype(str), ["correct", "buggy"])
     trace = trace.isel(observable=np.nonzero(pairs)[0])
     labels, groups = trace["label"].values.astype(str), trace["group"].values.astype(str)
     obs = trace["obs"].values
     cov, pearson = bif_matrix(obs), bif_matrix(obs, pearson=True)
-    removed = bif_matrix(without_common_mode(obs), pearson=p.influence.pearson)
 
-    def aggregate(matrix):
-        return block_aggregates(matrix, labels, groups, n_boot=p.influence.bootstrap, seed=p.seed,
-                                level=p.influence.level)
-    return {"llc": llc(trace), "blocks": aggregate(pearson if p.influence.pearson else cov),
+    def raw(draws):
+        return bif_matrix(draws, pearson=p.influence.pearson)
+
+    def removed(draws):
+        return bif_matrix(without_common_mode(draws), pearson=p.influence.pearson)
+
+    def aggregate(form):
+        return block_aggregates(form(obs), labels, groups, n_boot=p.influence.bootstrap, seed=p.seed,
+                                level=p.influence.level, resample=draw_resampler(obs, form, p.influence.draw_blocks))
+    return {"llc": llc(trace, p.influence.level), "blocks": aggregate(raw),
             "blocks_mode_removed": aggregate(removed), "common_mode": common_mode(obs), "cov": cov,
             "pearson": pearson, "labels": labels, "groups": groups, "names": trace["observable"].values.astype(str)}
 
@@ -129,10 +135,42 @@ def figures(rows: list[dict], metrics: dict, pearson: bool) -> dict:
     return out
 
 
+def sampler_checks(directory: Path, row: dict, p) -> dict:
+    """The last checkpoint re-sampled at eps/2 and with another seed (stage `sample`, ``checks/``).
+
+    Step size: flagged when the LLC moves by more than the two intervals' combined half-width,
+    sqrt(h_eps^2 + h_eps/2^2). Seed: every reported value (LLC, block aggregates raw and with
+    the common mode removed) of the other seed's trace must lie inside this one's interval.
+    """
+    step = row["step"]
+    half = llc(load_trace(directory / f"step_{step}.half_lr.nc"), p.influence.level)
+    other = curve_row(step, analyse(load_trace(directory / f"step_{step}.other_seed.nc"), p))
+    tolerance = float(np.hypot(row["llc_hi"] - row["llc_lo"], half["llc_hi"] - half["llc_lo"]) / 2)
+    keys = ["llc"] + [key_of(b, v) for v in VARIANTS for b in BLOCKS]
+    outside = {k: {"other_seed": other[k], "lo": row[f"{k}_lo"], "hi": row[f"{k}_hi"]} for k in keys
+               if not row[f"{k}_lo"] <= other[k] <= row[f"{k}_hi"]}
+    out = {"step": step, "llc": row["llc"], "llc_half_lr": half["llc"], "llc_half_lr_lo": half["llc_lo"],
+           "llc_half_lr_hi": half["llc_hi"], "step_size_tolerance": tolerance,
+           "step_size_ok": bool(abs(half["llc"] - row["llc"]) <= tolerance),
+           "seed_values_checked": len(keys), "seed_outside_interval": outside, "seed_ok": not outside}
+    if not out["step_size_ok"]:
+        log.warning("step %d: the LLC moves from %.2f to %.2f at half the step size (more than %.2f): "
+                    "sampler.lr is too large for this model; halve it", step, row["llc"], half["llc"], tolerance)
+    for k, v in outside.items():
+        log.warning("step %d: with another seed %s = %.4g lies outside [%.4g, %.4g]: raise sampler.draws "
+                    "or sampler.chains", step, k, v["other_seed"], v["lo"], v["hi"])
+    return out
+
+
+def interval(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
+    return [r[f"{key}_lo"] for r in rows], [r[f"{key}_hi"] for r in rows]
+
+
 def main(args) -> None:
     p = load_params(args.params)
     out = Path(args.out)
     run = init_run("influence", p)
+    use_reference(run, "traces", "sgld-trace", args.traces)
     rows = []
     for step, path in trace_files(Path(args.traces)):
         r = analyse(load_trace(path), p)
@@ -153,6 +191,8 @@ def main(args) -> None:
                  ", ".join(f"{b} {row[key_of(b)]:+.3f} (mode removed {row[key_of(b, 'mode_removed')]:+.3f})"
                            for b in BLOCKS))
     metrics = summarise(rows, p.influence.bootstrap)
+    if p.sampler.checks:
+        metrics["checks"] = sampler_checks(Path(args.traces) / "checks", rows[-1], p)
     write_json(out / "curve.json", rows)
     write_json(out / "metrics.json", metrics)
     figs = figures(rows, metrics, p.influence.pearson)
@@ -160,8 +200,9 @@ def main(args) -> None:
     for variant, name in (("", "blocks"), ("mode_removed", "blocks_mode_removed")):
         keys = [key_of(b, variant) for b in BLOCKS]
         log_curves(run, f"influence/{name}", steps, {k: [r[k] for r in rows] for k in keys},
-                   figs[variant or "raw"])
-    log_curves(run, "influence/llc", steps, {"llc": [r["llc"] for r in rows]}, figs["llc"])
+                   figs[variant or "raw"], intervals={k: interval(rows, k) for k in keys})
+    log_curves(run, "influence/llc", steps, {"llc": [r["llc"] for r in rows]}, figs["llc"],
+               intervals={"llc": interval(rows, "llc")})
     run.summary.update({"sign_flips": metrics["sign_flips"], "peaks": metrics["peaks"],
                         "llc_negative_steps": metrics["llc_negative_steps"]})
     run.finish()

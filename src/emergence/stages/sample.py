@@ -7,6 +7,7 @@ is kept in ``step_<N>.partial.nc``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from emergence.config import as_dict, load_params
-from emergence.estimators.diagnostics import effective_sample_size, split_rhat
+from emergence.estimators.llc import llc
 from emergence.io import sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import fixed_windows
@@ -24,10 +25,10 @@ from emergence.models.scoring import SequenceSet, build_sequences, load_pair_seq
 from emergence.sampling.observables import blocks, sequence_observables
 from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
 from emergence.sampling.trace import TraceError, cache_key, load_trace, post_burn_in_draw_losses, save_trace
-from emergence.tracking.wandb import init_run
+from emergence.tracking.wandb import init_run, log_reference, use_reference
 
 log = logging.getLogger(__name__)
-NOT_IN_KEY = ("checkpoints", "devices")  # the chains do not depend on where they run
+NOT_IN_KEY = ("checkpoints", "devices", "checks")  # the chains do not depend on where they run
 
 
 def selected_steps(requested: list[int], available: list[int]) -> list[int]:
@@ -91,38 +92,64 @@ def main(args) -> None:
     observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level,
                                        component_probe=2, model=first, read_layer=p.sae_layer_for(len(blocks(first))))
     data_digest = observables_digest(corpus, sets, observables)
-    settings = {k: v for k, v in as_dict(p.sampler).items() if k not in NOT_IN_KEY}
-    settings.update(seed=p.seed, n_ctx=p.model.n_ctx)
     run = init_run("sample", p)
+    use_reference(run, "checkpoints", "model", args.checkpoints)
+    run.define_metric("sample/*", step_metric="checkpoint_step")
     summary = {}
+
+    def trace_at(step, ckpt, cfg, seed, path, obs):
+        settings = {k: v for k, v in as_dict(cfg).items() if k not in NOT_IN_KEY}
+        key = cache_key(weights_digest(ckpt.model), data_digest if obs else "no-observables",
+                        {**settings, "seed": seed, "n_ctx": p.model.n_ctx})
+        return sampled(path, key, run, lambda: sample_lm(
+            ckpt.model, cfg, seed, str(corpus / "train.bin"), p.model.n_ctx, obs,
+            attrs={"checkpoint": ckpt.source, "step": step, "cache_key": key, "data_digest": data_digest}))
+
     for step in steps:
         ckpt = series.load(step)
-        key = cache_key(weights_digest(ckpt.model), data_digest, settings)
-        path = out / f"step_{step}.nc"
-        trace = existing(path, key)
-        if trace is not None:
-            log.info("step %d: trace %s is up to date (key %s)", step, path, key)
-        else:
-            t0 = time.perf_counter()
-            try:
-                trace = sample_lm(ckpt.model, p.sampler, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
-                                  observables, attrs={"checkpoint": ckpt.source, "step": step,
-                                                      "cache_key": key, "data_digest": data_digest})
-            except SamplerDivergence as exc:
-                save_trace(exc.trace.assign_attrs(step=step, cache_key=key), out / f"step_{step}.partial.nc")
-                run.finish(exit_code=1)
-                raise SamplerDivergence(f"checkpoint step {step}: {exc}", exc.step, exc.chain, exc.trace) from None
-            trace.attrs["seconds"] = round(time.perf_counter() - t0, 1)
-            save_trace(trace, path)
-            (out / f"step_{step}.partial.nc").unlink(missing_ok=True)
-            log.info("step %d: sampled in %.1fs", step, trace.attrs["seconds"])
-        draws = post_burn_in_draw_losses(trace)
-        summary[step] = {"rhat": split_rhat(draws), "ess": effective_sample_size(draws),
-                         "init_loss": float(trace["init_loss"]), "final_loss": float(np.mean(draws[:, -10:]))}
+        trace = trace_at(step, ckpt, p.sampler, p.seed, out / f"step_{step}.nc", observables)
+        est = llc(trace)
+        summary[step] = {"rhat": est["rhat"], "ess": est["ess"], "init_loss": float(trace["init_loss"]),
+                         "final_loss": float(np.mean(post_burn_in_draw_losses(trace)[:, -10:]))}
         run.log({f"sample/loss_trace/step_{step}": _trace_plot(trace, step), **{
             f"sample/{k}": v for k, v in summary[step].items()}, "checkpoint_step": step})
+    if p.sampler.checks:
+        step, ckpt = steps[-1], series.load(steps[-1])
+        for name, cfg, seed, obs in check_settings(p.sampler, p.seed, observables):
+            trace_at(step, ckpt, cfg, seed, out / "checks" / f"step_{step}.{name}.nc", obs)
+    log_reference(run, "traces", "sgld-trace", out)
     run.finish()
     write_json(out / "diagnostics.json", {str(k): v for k, v in summary.items()})
+
+
+def check_settings(cfg, seed: int, observables):
+    """The re-runs that test the main traces: half the step size (twice the burn-in and draws,
+    the same simulated time; LLC only) and another chain seed (everything observed)."""
+    half = dataclasses.replace(cfg, lr=cfg.lr / 2, burn_in=2 * cfg.burn_in, draws=2 * cfg.draws,
+                               obs_every=2 * cfg.obs_every)
+    return [("half_lr", half, seed, None), ("other_seed", cfg, seed + 1, observables)]
+
+
+def sampled(path: Path, key: str, run, sample):
+    """The trace at `path` if its key matches, else `sample()` saved there (a diverging chain's
+    partial trace is kept beside it as ``.partial.nc``)."""
+    trace = existing(path, key)
+    if trace is not None:
+        log.info("%s is up to date (key %s)", path, key)
+        return trace
+    t0 = time.perf_counter()
+    partial = path.with_name(path.name.replace(".nc", ".partial.nc"))
+    try:
+        trace = sample()
+    except SamplerDivergence as exc:
+        save_trace(exc.trace.assign_attrs(cache_key=key), partial)
+        run.finish(exit_code=1)
+        raise SamplerDivergence(f"{path.name}: {exc}", exc.step, exc.chain, exc.trace) from None
+    trace.attrs["seconds"] = round(time.perf_counter() - t0, 1)
+    save_trace(trace, path)
+    partial.unlink(missing_ok=True)
+    log.info("%s: sampled in %.1fs", path, trace.attrs["seconds"])
+    return trace
 
 
 def _trace_plot(trace, step: int):
