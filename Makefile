@@ -50,12 +50,18 @@ bench: install
 
 SWEEP        ?= conf/sweeps/sgld.yaml
 SWEEP_TRIALS ?= 8
+# online: stop at once without a key, and when `wandb sweep` printed no sweep id;
+# offline: the best setting goes to artifacts/sweeps/best.yaml, tracked by DVC (best.yaml.dvc)
 sweep: install
 	@if [ "$$WANDB_MODE" = online ]; then \
-	  id=$$(wandb sweep --project emergence $(SWEEP) 2>&1 | sed -n 's/.*wandb agent \(.*\)$$/\1/p' | tail -1); \
+	  $(PY) -c 'from emergence.tracking.sweep import require_api_key; require_api_key()' || exit 1; \
+	  out=$$(wandb sweep --project emergence $(SWEEP) 2>&1); echo "$$out"; \
+	  id=$$(echo "$$out" | sed -n 's/.*wandb agent \(.*\)$$/\1/p' | tail -1); \
+	  [ -n "$$id" ] || { echo "error: no sweep id in the output of \`wandb sweep\` above" >&2; exit 1; }; \
 	  wandb agent --count $(SWEEP_TRIALS) $$id; \
 	else \
-	  $(PY) -m emergence sweep --config $(SWEEP) --trials $(SWEEP_TRIALS); \
+	  $(PY) -m emergence sweep --config $(SWEEP) --trials $(SWEEP_TRIALS) --out artifacts/sweeps && \
+	  dvc add -q artifacts/sweeps/best.yaml; \
 	fi
 
 clean:

@@ -55,3 +55,47 @@ def test_runs_are_tagged_and_only_rank_zero_logs(monkeypatch):
     assert [t.split(":")[0] for t in s["tags"]] == ["commit", "params", "data"]
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert run_settings("sample", p)["mode"] == "disabled"
+
+
+def test_trials_record_values_under_the_sampler_key_and_the_best_goes_to_best_yaml(tmp_path, monkeypatch):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from emergence.config import load_params
+    from emergence.stages.sweep import run_sweep
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump({"method": "grid", "metric": {"name": "sgld/score", "goal": "maximize"},
+                                    "parameters": {"lr": {"values": [1e-6, 1e-7]}, "nbeta": {"values": [300.0]}}}))
+    seen = []
+
+    def score(p, run):  # the trial sees the values in its sampler section
+        seen.append(p.sampler.lr)
+        return -abs(p.sampler.lr - 1e-7)
+    best = run_sweep(load_params("params.yaml"), str(spec), 5, tmp_path / "out", score)
+    assert seen == [1e-6, 1e-7] and best["sampler"] == {"lr": 1e-7, "nbeta": 300.0}
+    written = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert written == {"sampler": {"lr": 1e-7, "nbeta": 300.0}}
+    assert "dvc exp run -S sampler.lr=1e-07 -S sampler.nbeta=300.0" in (tmp_path / "out" / "best.yaml").read_text()
+    wandb = Path(sys.executable).with_name("wandb")
+    configs = [json.loads(subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(d)],
+                                         capture_output=True, text=True, check=True).stdout)["config"]
+               for d in sorted(tmp_path.glob("wandb/offline-run-*"))]
+    assert sorted(c["sampler"]["lr"] for c in configs) == [1e-7, 1e-6]
+    assert all(c["sampler"]["nbeta"] == 300 and "lr" not in c and "sweep_lr" not in c for c in configs)
+
+
+def test_online_sweep_without_a_key_says_so_and_fails(tmp_path):
+    import os
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "NETRC")}
+    env.update(HOME=str(tmp_path), WANDB_MODE="online")
+    res = subprocess.run(["make", "-o", "install", "sweep"], cwd=root, env=env, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "no API key configured: run `wandb login` or set WANDB_API_KEY" in res.stderr
+    assert "Missing argument" not in res.stdout + res.stderr

@@ -1,4 +1,7 @@
-"""Stage `report`: one static, self-contained HTML page with every figure and a summary.
+"""Stage `report`: one static, self-contained HTML page: a header with the commit, params hash
+and data version, a headline paragraph with the key results and their intervals, a summary
+from every metrics file, and every figure with a caption saying what to look for (a missing
+or empty figure replaced by the reason).
 
 Figures are embedded as data URIs (no network, no CDN); the page marks itself
 ``data-rendered="N/M"`` once its images have loaded, which the browser test reads.
@@ -13,22 +16,63 @@ from pathlib import Path
 
 from emergence.analysis import plots
 from emergence.config import load_params
+from emergence.analysis.dynamics import NOT_RESOLVED
 from emergence.io import read_json, write_text
+from emergence.tracking.wandb import provenance
 
 log = logging.getLogger(__name__)
 
+STAGES = {"train": "train_lm", "monitors": "monitors", "influence": "influence", "emergence": "emergence",
+          "susceptibility": "susceptibility", "rllc": "rllc", "probes": "probes"}
+
+# (pattern under artifacts/, what to look for; {step} is the checkpoint of a per-step figure)
 SECTIONS = [
-    ("Training", ["train/loss_curves.png"]),
-    ("Training-dynamics monitors (induction, previous-token, ICL)",
-     ["monitors/prefix_matching.png", "monitors/previous_token.png", "monitors/icl.png"]),
-    ("Experiment 1 - influence dynamics (BIF) and the LLC",
-     ["influence/blocks.png", "influence/blocks_mode_removed.png", "influence/llc.png", "influence/heatmaps/*.png"]),
-    ("Experiment 2 - emergence of correctness directions", ["emergence/accuracy.png"]),
-    ("Experiment 3 - susceptibilities", ["susceptibility/heatmaps/*.png"]),
-    ("Experiment 4 - embryology", ["susceptibility/umap_grid.png", "susceptibility/umap.gif"]),
-    ("Refined LLCs", ["rllc/weight_refined.png", "rllc/data_refined.png"]),
-    ("Mechanistic probes", ["probes/patching_over_training.png", "probes/logit_lens.png", "probes/taxonomy.png",
-                            "probes/trajectory.png"]),
+    ("Training", [
+        ("train/loss_curves.png", "Validation loss should fall well below the unigram baseline; look for where the "
+                                  "loss on buggy versions separates from the loss on correct versions.")]),
+    ("Training-dynamics monitors (induction, previous-token, ICL)", [
+        ("monitors/prefix_matching.png", "A sharp rise of a head's prefix-matching score is the induction-head "
+                                         "transition; compare its step with the LLC and BIF changes below."),
+        ("monitors/previous_token.png", "Previous-token heads should appear before the induction heads that use them."),
+        ("monitors/icl.png", "In-context learning score (late-context minus early-context loss): its drop marks when "
+                             "the model starts to use the context.")]),
+    ("Experiment 1 - influence dynamics (BIF) and the LLC", [
+        ("influence/blocks.png", "Mean BIF within and between correct and buggy code with 90% intervals: look for "
+                                 "sign flips and peaks (vertical marks) and whether correct->buggy separates from "
+                                 "the within-class blocks."),
+        ("influence/blocks_mode_removed.png", "The same blocks with the common mode of all samples removed: "
+                                              "structure that survives here is about correctness, not the loss "
+                                              "moving as a whole."),
+        ("influence/llc.png", "LLC per checkpoint with its 90% interval: rises and peaks mark developmental "
+                              "stages; circled checkpoints have a negative LLC (not a local minimum)."),
+        ("influence/heatmaps/*.png", "BIF (-Corr) between pair sequences at step {step}, correct first, then "
+                                     "buggy: look for blocks (stronger correlation within a class than across).")]),
+    ("Experiment 2 - emergence of correctness directions", [
+        ("emergence/accuracy.png", "Held-out accuracy of the selected correctness direction against the baselines; "
+                                   "the mark is the first step whose interval clears the lower baselines'.")]),
+    ("Experiment 3 - susceptibilities", [
+        ("susceptibility/heatmaps/*.png", "Susceptibility chi at step {step} of each component to correct, buggy "
+                                          "and general data: opposite signs in the correct and buggy columns mean "
+                                          "the component responds to correctness.")]),
+    ("Experiment 4 - embryology", [
+        ("susceptibility/umap_grid.png", "UMAP of the components' susceptibility profiles per checkpoint: clusters "
+                                         "that split over training are components specialising."),
+        ("susceptibility/umap.gif", "The same embedding animated over checkpoints.")]),
+    ("Refined LLCs", [
+        ("rllc/weight_refined.png", "LLC restricted to each component's weights: a component whose rLLC rises "
+                                    "while the others stay flat is where new structure forms."),
+        ("rllc/data_refined.png", "LLC on correct versus buggy code only: a gap means the loss landscape differs "
+                                  "between them.")]),
+    ("Mechanistic probes", [
+        ("probes/patching_over_training.png", "Effect of patching each top component from the correct into the "
+                                              "buggy version over training; the mark is the first step where one "
+                                              "carries a significant share."),
+        ("probes/logit_lens.png", "Share of pairs whose logit-lens readout at each layer already prefers the "
+                                  "correct version: look for the layer and step where it passes 0.5."),
+        ("probes/taxonomy.png", "Class of each attention head per checkpoint, one colour per class: look for "
+                                "heads turning into induction or previous-token heads."),
+        ("probes/trajectory.png", "Function-space trajectory (first two principal components over checkpoints): "
+                                  "turns mark stage boundaries; compare them with the LLC peaks.")]),
 ]
 
 CHECK = """<script>
@@ -49,10 +93,33 @@ def figure_files(artifacts: Path, pattern: str) -> list[Path]:
     return sorted(artifacts.glob(pattern), key=_step_key)
 
 
-def embed(path: Path) -> str:
+def caption(template: str, path: Path) -> str:
+    digits = "".join(ch for ch in path.stem if ch.isdigit())
+    what = template.replace("{step}", digits or "?")
+    return what + (" (SAE features, own colour scale)" if path.stem.endswith("_sae") else "")
+
+
+def embed(path: Path, template: str) -> str:
     mime = "image/gif" if path.suffix == ".gif" else "image/png"
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
+    return (f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}">'
+            f"<figcaption>{html.escape(caption(template, path))}</figcaption></figure>")
+
+
+def missing_reason(pattern: str, p, empty: list[Path]) -> str:
+    """Why a figure is not on the page, and what to do."""
+    stage = STAGES[pattern.split("/")[0]]
+    if pattern == "rllc/data_refined.png" and not p.rllc.data_refined:
+        return "not computed: rllc.data_refined is false in params.yaml"
+    if empty:
+        return f"{', '.join(f.name for f in empty)}: empty file; re-run `dvc repro -f {stage}`"
+    return f"artifacts/{pattern} was not written: run `dvc repro {stage}`"
+
+
+def missing(pattern: str, template: str, reason: str) -> str:
+    what = template.replace("at step {step}", "at each checkpoint")
+    return (f"<figure class='missing'><p>{html.escape(what)}</p>"
+            f"<figcaption>not shown: {html.escape(reason)}</figcaption></figure>")
 
 
 def text(v) -> str:
@@ -101,13 +168,37 @@ def _influence(m) -> str:
             f"(alignment with all-ones {m['final_common_mode_alignment']:.2f}). Final BIF blocks, mean [90% interval]: "
             f"{blocks}. BIF sign flips (intervals excluding 0 on both sides): {text(m['sign_flips'])}. Peaks "
             f"(interval above both neighbours'): {text(m['peaks'])}. Bootstrap resamples skipped (a block empty "
-            f"in the resample) of {m['bootstrap_resamples']}: {text(m['bootstrap_skipped'])}.")
+            f"in the resample) of {m['bootstrap_resamples']}: {text(m['bootstrap_skipped'])}."
+            f"{_checks(m['checks']) if 'checks' in m else ''}")
+
+
+def _checks(c) -> str:
+    step = ("the LLC holds" if c["step_size_ok"] else "the LLC MOVES (sampler.lr too large)")
+    seed = ("every value lies inside this seed's interval" if c["seed_ok"] else
+            f"outside this seed's interval: {text(list(c['seed_outside_interval']))}")
+    return (f" Sampler checks at step {c['step']}: at half the step size {step} ({c['llc_half_lr']:.1f} vs "
+            f"{c['llc']:.1f}, tolerance {c['step_size_tolerance']:.1f}); with another seed {seed}.")
+
+
+def _emergence_verdict(m) -> str:
+    if m["emergence_step"] == NOT_RESOLVED:
+        return f"not resolved: its interval never clears the lower baselines' (shape: {m['shape']})"
+    return f"beats the lower baselines from step {m['emergence_step']} (shape: {m['shape']})"
 
 
 def _emergence(m) -> str:
-    return (f"Correctness direction ({m['best_predictor']}): final held-out accuracy {m['final_accuracy']:.3f}, "
-            f"AUROC {m['final_auroc']:.3f}; beats the lower baselines from step {text(m['emergence_step'])}; "
-            f"shape: {m['shape']}.")
+    return (f"Correctness direction ({m['best_predictor']}, selected on {m['selected_on']}): final held-out "
+            f"accuracy {_interval(m, 'final_accuracy', '.3f')} (90% interval), AUROC {m['final_auroc']:.3f}; "
+            f"emergence: {_emergence_verdict(m)}; bootstrap resamples skipped: {m['bootstrap_skipped']}.")
+
+
+def _susceptibility_verdict(m) -> str:
+    found = m["final_opposite_significant"]
+    if found:
+        return (f"{len(found)} component(s) respond significantly in opposite directions to correct and buggy "
+                f"code at step {m['final_step']}: {text(found)}")
+    return (f"no component responds significantly in opposite directions to correct and buggy code at step "
+            f"{m['final_step']} (largest opposite responses, not significant: {text(m['final_opposite'])})")
 
 
 def _susceptibility(m) -> str:
@@ -132,9 +223,47 @@ SUMMARIES = {"train/metrics.json": _training, "monitors/metrics.json": _monitors
              "susceptibility/metrics.json": _susceptibility, "probes/metrics.json": _probes}
 
 
+def _sentence(artifacts: Path, rel: str, write) -> str | None:
+    """`write(metrics)`, or why it cannot be written (None when the file is absent)."""
+    if not (artifacts / rel).exists():
+        return None
+    try:
+        return write(read_json(artifacts / rel))
+    except KeyError as exc:
+        return f"{rel} lacks {exc}: re-run `dvc repro {STAGES[rel.split('/')[0]]}`"
+
+
 def summary_lines(artifacts: Path) -> list[str]:
     """Plain sentences from the metrics files that exist."""
-    return [sentence(read_json(artifacts / rel)) for rel, sentence in SUMMARIES.items() if (artifacts / rel).exists()]
+    return [line for rel, write in SUMMARIES.items() if (line := _sentence(artifacts, rel, write))]
+
+
+def _headline_llc(m) -> str:
+    negative = " (negative: not a local minimum)" if m["final_llc_negative"] else ""
+    blocks = ", ".join(f"{b.replace('_to_', '->')} {_interval(m, f'final_{b}')}"
+                       for b in ("correct_to_correct", "correct_to_buggy", "buggy_to_buggy"))
+    return (f"final LLC {_interval(m, 'final_llc', '.1f')}{negative} at step {m['final_step']}; "
+            f"BIF blocks at that step: {blocks}")
+
+
+def _headline_emergence(m) -> str:
+    return (f"SAE correctness-direction accuracy {_interval(m, 'final_accuracy', '.3f')}, emergence "
+            f"{_emergence_verdict(m)}")
+
+
+def _headline_susceptibility(m) -> str:
+    return "susceptibility: " + _susceptibility_verdict(m)
+
+
+HEADLINE = {"influence/metrics.json": _headline_llc, "emergence/metrics.json": _headline_emergence,
+            "susceptibility/metrics.json": _headline_susceptibility}
+
+
+def headline(artifacts: Path) -> str:
+    """The key results with their 90% intervals in one paragraph."""
+    parts = [_sentence(artifacts, rel, write) or f"{rel} missing: run `dvc repro {STAGES[rel.split('/')[0]]}`"
+             for rel, write in HEADLINE.items()]
+    return "Key results (mean [90% interval]): " + "; ".join(parts) + "."
 
 
 def training_figure(artifacts: Path) -> None:
@@ -145,23 +274,46 @@ def training_figure(artifacts: Path) -> None:
     plots.save(fig, artifacts / "train/loss_curves.png")
 
 
-def main(args) -> None:
-    p = load_params(args.params)
-    artifacts = Path(args.artifacts)
+def figures(artifacts: Path, p) -> tuple[list[str], int]:
+    """Each section's figures with captions, a missing or empty one replaced by the reason."""
+    parts, count = [], 0
+    for title, entries in SECTIONS:
+        items = []
+        for pattern, template in entries:
+            files = figure_files(artifacts, pattern)
+            shown = [f for f in files if f.stat().st_size > 0]
+            items += [embed(f, template) for f in shown]
+            if not shown:
+                items.append(missing(pattern, template, missing_reason(pattern, p, files)))
+            count += len(shown)
+        parts.append(f"<h2>{html.escape(title)}</h2><div class='grid'>{''.join(items)}</div>")
+    return parts, count
+
+
+def page(artifacts: Path, p) -> tuple[str, int]:
+    """The whole HTML page and the number of figures on it."""
     if (artifacts / "train/curve.json").exists():
         training_figure(artifacts)
-    parts = [f"<h1>emergence report</h1><p>model source: {html.escape(p.model.source)}; seed {p.seed}</p>",
-             "<h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary_lines(artifacts)) + "</ul>"]
-    count = 0
-    for title, patterns in SECTIONS:
-        files = [f for pat in patterns for f in figure_files(artifacts, pat)]
-        if files:
-            parts.append(f"<h2>{html.escape(title)}</h2><div class='grid'>" + "".join(embed(f) for f in files) + "</div>")
-            count += len(files)
+    prov = provenance(p)
+    header = (f"<h1>emergence report</h1><p class='meta'>commit {html.escape(prov['commit'])} &middot; params "
+              f"{html.escape(prov['params'])} &middot; data {html.escape(prov['data'])} &middot; model source "
+              f"{html.escape(p.model.source)} &middot; seed {p.seed}</p>")
+    lines = summary_lines(artifacts)
+    summary = ("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>" if lines else
+               "<p>No metrics files yet: run `dvc repro`.</p>")
+    body, count = figures(artifacts, p)
     style = ("<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-             ".grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}img{max-width:640px}"
-             "figcaption{font-size:11px;color:#555}</style>")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>emergence report</title>{style}</head>" \
-           f"<body>{''.join(parts)}{CHECK}</body></html>"
-    write_text(Path(args.out) / "index.html", page)
+             ".grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:640px}img{max-width:640px}"
+             "figcaption{font-size:12px;color:#444}.missing{border:1px dashed #bbb;padding:1em;color:#666}"
+             ".meta{color:#555}.headline{font-size:1.1em}</style>")
+    parts = [header, f"<p class='headline'>{html.escape(headline(artifacts))}</p>",
+             "<h2>Summary</h2>" + summary, *body]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>emergence report</title>{style}</head>"
+            f"<body>{''.join(parts)}{CHECK}</body></html>"), count
+
+
+def main(args) -> None:
+    p = load_params(args.params)
+    html_page, count = page(Path(args.artifacts), p)
+    write_text(Path(args.out) / "index.html", html_page)
     log.info("report with %d figures written to %s", count, Path(args.out) / "index.html")
