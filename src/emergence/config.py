@@ -285,12 +285,16 @@ class SAEParams:
     expansion: int = 8               # d_sae = expansion x d_model
     k: int = 32                      # topk
     l1: float = 5.0                  # standard
-    steps: int = 300
+    max_steps: int = 2000            # training stops at a plateau of held-out explained variance, or here
+    min_steps: int = 500
+    eval_every: int = 100            # held-out explained variance every this many steps
+    plateau_window: int = 3          # plateau: the best EV of the last `window` evaluations beats the best
+    plateau_tol: float = 0.005       #   EV before them by less than `tol`
     batch_size: int = 1024
     buffer_windows: int = 32         # activations are buffered this many windows at a time
     lr: float = 1e-3
     read: str = "final"              # final token | pooled over the solution body
-    dense_threshold: float = 0.02    # latents firing on more corpus tokens are dropped
+    dense_factor: float = 4.0        # dense: firing on > factor x L0 / d_sae of corpus tokens (L0 = k for topk)
     top_k: int = 5
     bootstrap: int = 300
     steer_alpha: float = 1.0         # steering strength, in units of the median residual norm
@@ -301,9 +305,13 @@ class SAEParams:
         _require("sae", "architecture", self.architecture, self.architecture in ("topk", "standard"),
                  "'topk' or 'standard'")
         _require("sae", "read", self.read, self.read in ("final", "pooled"), "'final' or 'pooled'")
-        for key in ("expansion", "k", "steps", "batch_size", "buffer_windows", "top_k", "quality_windows"):
+        for key in ("expansion", "k", "max_steps", "min_steps", "eval_every", "plateau_window", "batch_size",
+                    "buffer_windows", "top_k", "quality_windows"):
             _require("sae", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
-        _require("sae", "dense_threshold", self.dense_threshold, 0 < self.dense_threshold <= 1, "0 < x <= 1")
+        _require("sae", "min_steps", self.min_steps, self.min_steps <= self.max_steps, f"<= max_steps = {self.max_steps}")
+        _require("sae", "plateau_tol", self.plateau_tol, self.plateau_tol >= 0, ">= 0")
+        _require("sae", "dense_factor", self.dense_factor, self.dense_factor > 1,
+                 "> 1 (a latent at the expected density L0 / d_sae is not dense)")
         _require("sae", "lr", self.lr, self.lr > 0, "> 0")
         _require("sae", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
 

@@ -3,16 +3,19 @@
 Given latents of the correct and buggy versions of each pair (read at the final token,
 or pooled over the solution body):
 
-1. split by problem, never by sample: ~50% search, ~10% threshold, ~40% held out;
-2. drop dense latents (firing on more than 2% of general corpus tokens);
-3. predictor directions: the latent with the largest Welch t-statistic between correct
-   and buggy (one for each sign), and a top-k combination (sum of sign(t) x z-scored
-   latents); steering direction: the latent with the largest separation score
-   s = f_correct - f_buggy (f: fraction of samples on which it fires);
-4. each predictor's threshold is chosen on the threshold split and it is scored on the
-   held-out split: accuracy, F1 per class, AUROC, average precision, with bootstrap
-   intervals over held-out problems; baselines in the same table: a logistic probe on
-   the raw activations (upper reference), a random latent and a length-only predictor
+1. split by problem, never by sample: ~50% search (train), ~10% validation, ~40% held out (test);
+2. drop dense latents (:func:`emergence.sae.sae_module.dense_latents`: firing on more than a
+   factor times the architecture's expected density L0 / d_sae of general corpus tokens);
+   no dense latent is ever a predictor, a top-k member, the steering latent or the random baseline;
+3. on the search split: the latent with the largest Welch t-statistic between correct and
+   buggy (one for each sign), a top-k combination (sum of sign(t) x z-scored latents), and
+   the steering latent, with the largest separation score s = f_correct - f_buggy
+   (f: fraction of samples on which it fires);
+4. on the validation split: each predictor's threshold (best accuracy), and the selected
+   predictor (best validation accuracy at its threshold);
+5. only then, on the held-out split: accuracy, F1 per class, AUROC, average precision, with
+   bootstrap intervals over held-out problems; baselines in the same table: a logistic probe
+   on the raw activations (upper reference), a random latent and a length-only predictor
    (lower references).
 """
 from __future__ import annotations
@@ -26,9 +29,9 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 @dataclasses.dataclass
 class Splits:
-    search: np.ndarray      # sample indices
-    threshold: np.ndarray
-    held_out: np.ndarray
+    search: np.ndarray      # sample indices (train)
+    threshold: np.ndarray   # validation
+    held_out: np.ndarray    # test
 
 
 def problem_splits(groups: np.ndarray, seed: int, fractions=(0.5, 0.1, 0.4)) -> Splits:
@@ -77,27 +80,36 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, threshold: fl
 
 
 def bootstrap_metrics(scores, labels, groups, threshold, n_boot: int, seed: int, level: float = 0.9) -> dict:
-    """Point metrics and intervals from resampling held-out problems."""
+    """Point metrics and percentile intervals from resampling held-out problems.
+
+    Resamples with a single class, and non-finite values of a metric, are left out of that
+    metric's interval and counted in its ``bootstrap_skipped``.
+    """
     point = classification_metrics(scores, labels, threshold)
     problems = np.unique(groups)
     members = [np.nonzero(groups == g)[0] for g in problems]
     rng = np.random.default_rng(seed)
     draws = {k: [] for k in point}
+    skipped = dict.fromkeys(point, 0)
     for _ in range(n_boot):
         idx = np.concatenate([members[i] for i in rng.integers(0, len(problems), len(problems))])
-        if len(np.unique(labels[idx])) < 2:
-            continue
-        for k, v in classification_metrics(scores[idx], labels[idx], threshold).items():
-            draws[k].append(v)
+        values = classification_metrics(scores[idx], labels[idx], threshold) if len(np.unique(labels[idx])) == 2 \
+            else dict.fromkeys(point, float("nan"))
+        for k, v in values.items():
+            if np.isfinite(v):
+                draws[k].append(v)
+            else:
+                skipped[k] += 1
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return {k: {"value": v, "lo": float(np.nanquantile(draws[k], lo)), "hi": float(np.nanquantile(draws[k], hi))}
+    return {k: {"value": v, "lo": float(np.quantile(draws[k], lo)) if draws[k] else float("nan"),
+                "hi": float(np.quantile(draws[k], hi)) if draws[k] else float("nan"), "bootstrap_skipped": skipped[k]}
             for k, v in point.items()}
 
 
 @dataclasses.dataclass
 class Search:
-    t: np.ndarray               # Welch t per latent (0 for excluded latents)
-    s: np.ndarray               # separation score per latent
+    t: np.ndarray               # Welch t per latent (0 for dense latents)
+    s: np.ndarray               # separation score per latent (0 for dense latents)
     positive: int               # latent with the largest t (fires more on correct code)
     negative: int               # latent with the smallest t (fires more on buggy code)
     steering: int               # latent with the largest separation score
@@ -107,13 +119,20 @@ class Search:
 
 
 def search(latents: np.ndarray, labels: np.ndarray, allowed: np.ndarray, k: int) -> Search:
-    """Search the latents allowed (non-dense) on the search split."""
-    t = np.where(allowed, welch_t(latents[labels == 1], latents[labels == 0]), 0.0)
-    s = np.where(allowed, separation(latents, labels), -np.inf)
-    order = np.argsort(-np.abs(t))[:k]
+    """Search the allowed (non-dense) latents on the search split; only allowed latents are returned."""
+    idx = np.nonzero(allowed)[0]
+    if len(idx) == 0:
+        raise ValueError(f"all {len(allowed)} latents are dense: raise sae.dense_factor in params.yaml")
+    t_allowed = welch_t(latents[labels == 1][:, idx], latents[labels == 0][:, idx])
+    s_allowed = separation(latents[:, idx], labels)
+    t, s = np.zeros(latents.shape[1]), np.zeros(latents.shape[1])
+    t[idx], s[idx] = t_allowed, s_allowed
     sd = latents.std(0)
-    return Search(t, np.where(allowed, s, 0.0), int(np.argmax(t)), int(np.argmin(t)), int(np.argmax(s)),
-                  order, latents.mean(0), np.where(sd > 0, sd, 1.0))
+    return Search(t, s, int(idx[np.argmax(t_allowed)]), int(idx[np.argmin(t_allowed)]), int(idx[np.argmax(s_allowed)]),
+                  idx[np.argsort(-np.abs(t_allowed), kind="stable")[:k]], latents.mean(0), np.where(sd > 0, sd, 1.0))
+
+
+PREDICTORS = ("latent_t_max", "latent_t_min", "top_k")   # the SAE predictors; the rest of the table are baselines
 
 
 def predictor_scores(latents: np.ndarray, found: Search) -> dict[str, np.ndarray]:
@@ -126,12 +145,11 @@ def predictor_scores(latents: np.ndarray, found: Search) -> dict[str, np.ndarray
 def evaluate(latents: np.ndarray, acts: np.ndarray, lengths: np.ndarray, labels: np.ndarray,
              groups: np.ndarray, dense: np.ndarray, seed: int, k: int = 5, n_boot: int = 300,
              level: float = 0.9) -> dict:
-    """The whole method on one checkpoint: search, thresholds, held-out metrics with baselines."""
+    """The whole method on one checkpoint: search (train), thresholds and selection (validation),
+    then held-out (test) metrics with baselines. Held-out labels are read only by the scoring."""
     sp = problem_splits(groups, seed)
     found = search(latents[sp.search], labels[sp.search], ~dense, k)
-    rng = np.random.default_rng(seed)
-    candidates = np.nonzero(~dense)[0]
-    random_latent = int(rng.choice(candidates)) if len(candidates) else 0
+    random_latent = int(np.random.default_rng(seed).choice(np.nonzero(~dense)[0]))
     scores = predictor_scores(latents, found)
     scores["random_latent"] = latents[:, random_latent]
     sign = np.sign(welch_t(lengths[sp.search][labels[sp.search] == 1, None].astype(float),
@@ -141,12 +159,16 @@ def evaluate(latents: np.ndarray, acts: np.ndarray, lengths: np.ndarray, labels:
     mu, sd = acts[sp.search].mean(0), acts[sp.search].std(0) + 1e-6
     probe.fit((acts[sp.search] - mu) / sd, labels[sp.search])
     scores["logistic_probe"] = probe.decision_function((acts - mu) / sd)
-    table = {}
+    validation = {}
     for name, sc in scores.items():
         thr = best_threshold(sc[sp.threshold], labels[sp.threshold])
-        table[name] = bootstrap_metrics(sc[sp.held_out], labels[sp.held_out], groups[sp.held_out], thr,
-                                        n_boot, seed, level)
-    return {"table": table, "search": found, "splits": sp, "random_latent": random_latent}
+        validation[name] = {"threshold": thr, "accuracy": float(((sc[sp.threshold] > thr) == labels[sp.threshold]).mean())}
+    selected = max(PREDICTORS, key=lambda name: validation[name]["accuracy"])
+    table = {name: bootstrap_metrics(sc[sp.held_out], labels[sp.held_out], groups[sp.held_out],
+                                     validation[name]["threshold"], n_boot, seed, level)
+             for name, sc in scores.items()}
+    return {"table": table, "validation": validation, "selected": selected, "search": found, "splits": sp,
+            "random_latent": random_latent}
 
 
 def steering_effect(hooked, hook: str, direction, seqs, alpha: float, batch_size: int = 32) -> np.ndarray:

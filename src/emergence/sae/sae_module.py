@@ -6,6 +6,10 @@
 * :class:`SAEModule` calls the sae-lens SAE's own ``training_forward_pass`` (MSE plus
   the architecture's sparsity or auxiliary loss, with sae-lens' coefficient warm-up and
   dead-latent mask), Adam, and gradient clipping through the Trainer.
+* :func:`train_sae` trains until the explained variance on held-out activations
+  plateaus (:class:`Plateau`), or up to a step cap.
+* :func:`dense_latents`: latents firing far more often than the architecture's expected
+  density (the correctness-direction search never uses them).
 * :func:`sae_quality`: reconstruction MSE, explained variance, L0, dead and dense
   latent fractions, and the LM loss increase when the reconstruction is spliced in.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
@@ -105,27 +110,85 @@ class SAEModule(pl.LightningModule):
         return torch.optim.Adam(self.sae.parameters(), lr=self.lr)
 
 
-def train_sae(sae, stream: IterableDataset, steps: int, lr: float, logger=None):
-    """Train `sae` for `steps` batches of `stream` under the Lightning Trainer."""
+@torch.no_grad()
+def explained_variance(sae, acts: torch.Tensor) -> float:
+    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the rows of `acts`."""
+    recon = sae.decode(sae.encode(acts))
+    return 1.0 - float(((recon - acts) ** 2).sum() / ((acts - acts.mean(0)) ** 2).sum())
+
+
+class Plateau(pl.Callback):
+    """Stops training once held-out explained variance stops improving.
+
+    Every `every` steps EV is measured on `held_out`; from `min_steps` on, training stops
+    when the best EV of the last `window` evaluations exceeds the best EV before them by
+    less than `tol`.
+    """
+
+    def __init__(self, held_out: torch.Tensor, every: int, window: int, tol: float, min_steps: int):
+        self.held_out, self.every, self.window, self.tol, self.min_steps = held_out, every, window, tol, min_steps
+        self.history: list[float] = []
+        self.plateaued = False
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        step = trainer.global_step
+        if step % self.every:
+            return
+        self.history.append(explained_variance(module.sae, self.held_out))
+        module.log("sae/held_out_explained_variance", self.history[-1])
+        recent, before = self.history[-self.window:], self.history[:-self.window]
+        if step >= self.min_steps and before and max(recent) - max(before) < self.tol:
+            self.plateaued = trainer.should_stop = True
+
+
+def train_sae(sae, stream: IterableDataset, held_out: torch.Tensor, lr: float, max_steps: int, min_steps: int,
+              eval_every: int, window: int, tol: float, logger=None) -> dict:
+    """Train `sae` on batches of `stream` under the Lightning Trainer until :class:`Plateau` or `max_steps`.
+
+    Returns what `quality.json` records about training: the steps used, whether held-out
+    explained variance plateaued (False: the step cap was hit) and its last value.
+    """
     module = SAEModule(sae, lr)
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, gradient_clip_val=1.0,
+    plateau = Plateau(held_out, eval_every, window, tol, min_steps)
+    trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, gradient_clip_val=1.0,
                          logger=logger if logger is not None else False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, log_every_n_steps=max(1, steps // 20))
+                         num_sanity_val_steps=0, log_every_n_steps=eval_every, callbacks=[plateau])
     fit(trainer, module, train_dataloaders=DataLoader(stream, batch_size=None))  # Interrupted on a signal
-    return sae.eval()
+    sae.eval()
+    return {"train_steps": int(trainer.global_step), "plateaued": plateau.plateaued,
+            "held_out_explained_variance": explained_variance(sae, held_out)}
+
+
+def expected_density(sae, feats: torch.Tensor | np.ndarray) -> float:
+    """Share of tokens a latent fires on if all latents fired equally often: L0 / d_sae.
+
+    L0 is k for a TopK SAE (k latents per token by construction) and the mean number of
+    active latents per row of `feats` for a standard (ReLU + L1) SAE.
+    """
+    if sae.cfg.architecture() == "topk":
+        return sae.cfg.k / sae.cfg.d_sae
+    return float((np.asarray(feats) > 0).sum(1).mean()) / sae.cfg.d_sae
+
+
+def dense_latents(sae, feats: torch.Tensor | np.ndarray, factor: float) -> tuple[np.ndarray, float]:
+    """Latents firing on more than `factor` x the expected density (L0 / d_sae) of the rows of `feats`.
+
+    Returns the boolean mask over latents and the density threshold used.
+    """
+    threshold = factor * expected_density(sae, feats)
+    return (np.asarray(feats) > 0).mean(0) > threshold, threshold
 
 
 @torch.no_grad()
-def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_threshold: float = 0.1) -> dict:
+def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_factor: float) -> dict:
     """Reconstruction and sparsity of `sae` on windows (x, y), and the spliced-in LM loss."""
     logits, cache = hooked.run_with_cache(x, names_filter=hook)
     acts = cache[hook].reshape(-1, cache[hook].shape[-1])
     feats = sae.encode(acts)
     recon = sae.decode(feats)
-    mse = float(((recon - acts) ** 2).sum(-1).mean())
-    explained = 1.0 - float(((recon - acts) ** 2).sum() / ((acts - acts.mean(0)) ** 2).sum())
     freq = (feats > 0).float().mean(0)
+    dense, threshold = dense_latents(sae, feats.numpy(), dense_factor)
 
     def splice(value, hook=None):
         shape = value.shape
@@ -133,8 +196,7 @@ def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_
 
     clean = float(token_losses(logits, y).mean())
     spliced = float(token_losses(hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)]), y).mean())
-    return {"mse": mse, "explained_variance": explained, "l0": float((feats > 0).float().sum(-1).mean()),
-            "dead_fraction": float((freq == 0).float().mean()),
-            "dense_fraction": float((freq > dense_threshold).float().mean()),
+    return {"mse": float(((recon - acts) ** 2).sum(-1).mean()), "explained_variance": explained_variance(sae, acts),
+            "l0": float((feats > 0).float().sum(-1).mean()), "dead_fraction": float((freq == 0).float().mean()),
+            "dense_fraction": float(dense.mean()), "dense_density_threshold": threshold,
             "lm_loss": clean, "lm_loss_spliced": spliced, "lm_loss_increase": spliced - clean}
-

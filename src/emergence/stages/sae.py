@@ -1,8 +1,10 @@
 """Stage `sae@<step>` (Experiment 2): an SAE at one checkpoint and its correctness directions.
 
-Writes ``artifacts/sae/step_<N>/``: the SAE (sae-lens format), ``quality.json``,
-``directions.json`` (held-out table with intervals, chosen latents, steering effect)
-and ``top_latents.json`` (the pairs and corpus tokens that activate them most).
+Writes ``artifacts/sae/step_<N>/``: the SAE (sae-lens format), ``quality.json`` (with the
+training steps used and whether held-out explained variance plateaued), ``directions.json``
+(held-out table with intervals and skipped bootstrap resamples, the predictor selected on the
+validation split, chosen latents, steering effect) and ``top_latents.json`` (the pairs and
+corpus tokens that activate them most).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import TokenWindows, fixed_windows
 from emergence.models.scoring import SequenceSet, load_pair_sequences
 from emergence.sae import directions
-from emergence.sae.sae_module import ActivationStream, make_sae, sae_quality, train_sae
+from emergence.sae.sae_module import ActivationStream, dense_latents, make_sae, sae_quality, train_sae
 from emergence.tracking.wandb import init_run, lightning_logger
 
 log = logging.getLogger(__name__)
@@ -69,14 +71,19 @@ def main(args) -> None:
     sae = make_sae(p.sae.architecture, d_model, p.sae.expansion * d_model, p.sae.l1, p.sae.k, hook)
     windows = TokenWindows(str(corpus / "train.bin"), p.model.n_ctx, p.sae.buffer_windows, p.seed)
     logger = lightning_logger("sae", p, name=f"sae-step{step}")
-    train_sae(sae, ActivationStream(hooked, hook, windows, p.sae.batch_size, p.sae.buffer_windows, p.seed),
-              p.sae.steps, p.sae.lr, logger)
+    stream = ActivationStream(hooked, hook, windows, p.sae.batch_size, p.sae.buffer_windows, p.seed)
+    # held-out activations for the plateau criterion: random windows of the validation file
+    held_out = ActivationStream(hooked, hook, TokenWindows(str(corpus / "val.bin"), p.model.n_ctx,
+                                                           p.sae.quality_windows, p.seed + 1),
+                                p.sae.batch_size, p.sae.quality_windows, p.seed).fill(0)
+    training = train_sae(sae, stream, held_out, p.sae.lr, p.sae.max_steps, p.sae.min_steps, p.sae.eval_every,
+                         p.sae.plateau_window, p.sae.plateau_tol, logger)
 
     vx, vy = fixed_windows(corpus / "val.bin", p.model.n_ctx, p.sae.quality_windows).tensors
-    quality = sae_quality(sae, hooked, hook, vx, vy)
+    quality = {**training, **sae_quality(sae, hooked, hook, vx, vy, p.sae.dense_factor)}
     with torch.no_grad():  # latents of the general-code tokens: density filter and top contexts
         corpus_feats = sae.encode(hooked.run_with_cache(vx, names_filter=hook)[1][hook].reshape(-1, d_model)).numpy()
-    dense = (corpus_feats > 0).mean(0) > p.sae.dense_threshold
+    dense, _ = dense_latents(sae, corpus_feats, p.sae.dense_factor)
     seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
     acts = read_activations(hooked, hook, seqs, p.sae.read)
     with torch.no_grad():
@@ -95,8 +102,8 @@ def main(args) -> None:
     random_dir = torch.randn(d_model, generator=torch.Generator().manual_seed(p.seed))
     random_dir /= random_dir.norm()
     alpha = p.sae.steer_alpha * norm
-    effect = directions.steering_effect(hooked, hook, steer_dir, steer_seqs, alpha)
-    control = directions.steering_effect(hooked, hook, random_dir, steer_seqs, alpha)
+    effect = _mean_se(directions.steering_effect(hooked, hook, steer_dir, steer_seqs, alpha))
+    control = _mean_se(directions.steering_effect(hooked, hook, random_dir, steer_seqs, alpha))
 
     tok = load_tokenizer(corpus / "tokenizer.json")
     chosen = {"t_max": found.positive, "t_min": found.negative, "steering": found.steering}
@@ -104,13 +111,13 @@ def main(args) -> None:
                   **top_examples(int(i), latents, seqs.names, corpus_feats, vx.numpy(), tok)}
            for role, i in chosen.items()}
     summary = {"step": step, "hook": hook, "read": p.sae.read, "n_sequences": len(seqs),
-               "dense_latents": int(dense.sum()), "table": result["table"], "latents": chosen,
+               "dense_latents": int(dense.sum()), "table": result["table"], "validation": result["validation"],
+               "selected": result["selected"], "latents": chosen,
                "random_latent": result["random_latent"], "top_k_latents": found.top_k.tolist(),
-               "steering": {"alpha": alpha, "effect_mean": float(effect.mean()),
-                            "effect_se": float(effect.std(ddof=1) / np.sqrt(len(effect))),
-                            "random_mean": float(control.mean()),
-                            "random_se": float(control.std(ddof=1) / np.sqrt(len(control))),
-                            "pairs": int(len(effect))}}
+               "steering": {"alpha": alpha, "effect_mean": effect["mean"], "effect_se": effect["se"],
+                            "random_mean": control["mean"], "random_se": control["se"],
+                            "pairs": len(pair_index), "pairs_skipped": effect["skipped"],
+                            "random_pairs_skipped": control["skipped"]}}
     if (out / "sae").exists():
         shutil.rmtree(out / "sae")
     sae.save_inference_model(out / "sae")
@@ -118,11 +125,20 @@ def main(args) -> None:
     write_json(out / "directions.json", summary)
     write_json(out / "top_latents.json", top)
     _log(p, step, quality, summary, top, logger)
-    acc = result["table"]["latent_t_max"]["accuracy"]
-    log.info("step %d: SAE EV %.3f, L0 %.1f; best latent held-out accuracy %.3f [%.3f, %.3f]; "
-             "steering %+.4f vs random %+.4f", step, quality["explained_variance"], quality["l0"],
+    acc = result["table"][result["selected"]]["accuracy"]
+    log.info("step %d: SAE EV %.3f, L0 %.1f after %d steps (%s); %s (selected on validation) held-out accuracy "
+             "%.3f [%.3f, %.3f]; steering %+.4f vs random %+.4f", step, quality["explained_variance"], quality["l0"],
+             quality["train_steps"], "plateau" if quality["plateaued"] else "step cap", result["selected"],
              acc["value"], acc["lo"], acc["hi"], summary["steering"]["effect_mean"],
              summary["steering"]["random_mean"])
+
+
+def _mean_se(values: np.ndarray) -> dict:
+    """Mean and standard error over the finite values; the non-finite ones are counted as skipped."""
+    finite = values[np.isfinite(values)]
+    return {"mean": float(finite.mean()) if len(finite) else float("nan"),
+            "se": float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else float("nan"),
+            "skipped": int(len(values) - len(finite))}
 
 
 def _log(p, step, quality, summary, top, logger) -> None:
@@ -133,9 +149,9 @@ def _log(p, step, quality, summary, top, logger) -> None:
             for role, v in top.items()]
     table = wandb.Table(columns=["step", "role", "latent", "welch_t", "separation", "top_pairs", "top_corpus_tokens"],
                         data=rows)
-    metrics = wandb.Table(columns=["method", "metric", "value", "lo", "hi"],
-                          data=[[m, k, v["value"], v["lo"], v["hi"]] for m, t in summary["table"].items()
-                                for k, v in t.items()])
+    metrics = wandb.Table(columns=["method", "metric", "value", "lo", "hi", "bootstrap_skipped"],
+                          data=[[m, k, v["value"], v["lo"], v["hi"], v["bootstrap_skipped"]]
+                                for m, t in summary["table"].items() for k, v in t.items()])
     run.log({"sae/top_latents": table, "sae/held_out": metrics, **{f"sae/quality/{k}": v for k, v in quality.items()}})
     run.summary.update({"steering": summary["steering"]})
     run.finish()
