@@ -23,7 +23,7 @@ from emergence.analysis.dynamics import NOT_RESOLVED
 from emergence.config import load_params
 from emergence.io import read_json, write_json
 from emergence.sae.directions import PREDICTORS
-from emergence.tracking.wandb import init_run, log_curves
+from emergence.tracking.wandb import init_run, log_curves, use_reference
 
 log = logging.getLogger(__name__)
 LOWER_BASELINES = ("random_latent", "length_only")
@@ -87,7 +87,9 @@ def main(args) -> None:
     fig = plots.curves(steps, series, f"held-out accuracy of correctness directions ({shape})", "accuracy",
                        {"beats lower baselines": [] if first == NOT_RESOLVED else [first]})
     run = init_run("emergence", p)
-    log_curves(run, "emergence/accuracy", steps, series, fig)
+    for step in steps:
+        use_reference(run, f"sae-step{step}", "sae", Path(args.sae) / f"step_{step}")
+    log_curves(run, "emergence/accuracy", steps, series, fig, intervals={best: (lo, hi)})
     log_curves(run, "emergence/auroc", steps, {k: [r[f"{k}_auroc"] for r in rows] for k in (best,) + BASELINES})
     run.summary.update({"emergence_step": first, "shape": shape, "best_predictor": best})
     run.finish()

@@ -24,7 +24,7 @@ from emergence.models.lm_module import TokenWindows, fixed_windows
 from emergence.models.scoring import SequenceSet, load_pair_sequences
 from emergence.sae import directions
 from emergence.sae.sae_module import ActivationStream, dense_latents, make_sae, sae_quality, train_sae
-from emergence.tracking.wandb import init_run, lightning_logger
+from emergence.tracking.wandb import init_run, lightning_logger, log_reference, use_reference
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def main(args) -> None:
     write_json(out / "quality.json", quality)
     write_json(out / "directions.json", summary)
     write_json(out / "top_latents.json", top)
-    _log(p, step, quality, summary, top, logger)
+    _log(p, step, quality, summary, top, logger, out, args.checkpoints)
     acc = result["table"][result["selected"]]["accuracy"]
     log.info("step %d: SAE EV %.3f, L0 %.1f after %d steps (%s); %s (selected on validation) held-out accuracy "
              "%.3f [%.3f, %.3f]; steering %+.4f vs random %+.4f", step, quality["explained_variance"], quality["l0"],
@@ -141,7 +141,7 @@ def _mean_se(values: np.ndarray) -> dict:
             "skipped": int(len(values) - len(finite))}
 
 
-def _log(p, step, quality, summary, top, logger) -> None:
+def _log(p, step, quality, summary, top, logger, out: Path, checkpoints: str) -> None:
     import wandb
     run = logger.experiment if logger is not None else init_run("sae", p, name=f"sae-step{step}")
     rows = [[step, role, v["latent"], v["t"], v["separation"],
@@ -154,4 +154,6 @@ def _log(p, step, quality, summary, top, logger) -> None:
                                 for m, t in summary["table"].items() for k, v in t.items()])
     run.log({"sae/top_latents": table, "sae/held_out": metrics, **{f"sae/quality/{k}": v for k, v in quality.items()}})
     run.summary.update({"steering": summary["steering"]})
+    use_reference(run, "checkpoints", "model", checkpoints)
+    log_reference(run, f"sae-step{step}", "sae", out)
     run.finish()

@@ -171,8 +171,8 @@ def main(args) -> None:
 
     run = init_run("susceptibility", p)
     use_reference(run, "traces", "sgld-trace", args.traces)
-    if features:
-        use_reference(run, "saes", "sae", sae_root)
+    for step in features:
+        use_reference(run, f"sae-step{step}", "sae", sae_root / f"step_{step}")
     curve, opposite_by_step, final, sae_opposite = [], {}, None, {}
     unit = p.susceptibility.observable
     for step in sorted(set(weight) | set(features)):
