@@ -56,8 +56,24 @@ STAGES = {
     "sweep-trial": ("one trial of a W&B sweep (run by `wandb agent`)",
                     [("--step", None, int), ("--checkpoints", "artifacts/checkpoints"),
                      ("--corpus", "artifacts/corpus")]),
+    "calib_data": ("in-context Markov chains and their reference losses (calibration series)",
+                   [("--out", "artifacts/calibration/data")]),
+    "calib_train": ("train the attention-only calibration series",
+                    [("--data", "artifacts/calibration/data"), ("--out", "artifacts/calibration/checkpoints"),
+                     ("--report", "artifacts/calibration/train")]),
+    "calib_monitors": ("induction and previous-token scores on the calibration data, and t*",
+                       [("--checkpoints", "artifacts/calibration/checkpoints"), ("--data", "artifacts/calibration/data"),
+                        ("--out", "artifacts/calibration/monitors")]),
+    "calib_sample": ("SGLD traces and the LLC curve of the calibration series",
+                     [("--checkpoints", "artifacts/calibration/checkpoints"), ("--data", "artifacts/calibration/data"),
+                      ("--out", "artifacts/calibration/traces")]),
+    "calib_verdicts": ("each instrument's change point against t*",
+                       [("--monitors", "artifacts/calibration/monitors"), ("--traces", "artifacts/calibration/traces"),
+                        ("--out", "artifacts/calibration")]),
 }
-ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial")}
+ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"),
+         **{f"calib_{name}": ("emergence.stages.calibration", name)
+            for name in ("data", "train", "monitors", "sample", "verdicts")}}
 # MKL may use fewer threads when the machine is busy (MKL_DYNAMIC), which changes the order of
 # its floating-point sums; a fixed thread count and strict conditional numerical reproducibility
 # keep "same seed, same commit => same numbers" true under any load.

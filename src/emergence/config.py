@@ -338,6 +338,10 @@ class CalibrationParams:
     checkpoint_every: int = 50       # checkpoints at 0, every, 2 x every, ..., max_steps
     val_windows: int = 64
     monitor_sequences: int = 64      # validation sequences the attention monitors read
+    min_rise: float = 0.1            # a transition: the final max induction score exceeds chance by this
+    boundary_level: float = 0.99     # a curve changes where a hinge beats a line at this level
+    tolerance_checkpoints: int = 1   # an instrument's change within this many checkpoints of t* is a hit
+    sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)  # SGLD on the calibration series
 
     def __post_init__(self) -> None:
         _require("calibration", "k", self.k, 2 <= self.k <= 65535, "2..65535 (ids are stored as uint16)")
@@ -355,6 +359,10 @@ class CalibrationParams:
         _require("calibration", "weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0")
         _require("calibration", "monitor_sequences", self.monitor_sequences,
                  self.monitor_sequences <= self.val_sequences, f"<= calibration.val_sequences = {self.val_sequences}")
+        _require("calibration", "boundary_level", self.boundary_level, 0 < self.boundary_level < 1, "0 < x < 1")
+        _require("calibration", "min_rise", self.min_rise, 0 <= self.min_rise < 1, "0 <= x < 1")
+        _require("calibration", "tolerance_checkpoints", self.tolerance_checkpoints, self.tolerance_checkpoints >= 0,
+                 ">= 0")
 
     @property
     def checkpoint_steps(self) -> list[int]:

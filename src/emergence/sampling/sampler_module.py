@@ -336,16 +336,18 @@ def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, stream, in
 
 def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str, n_ctx: int,
               observables: Observables | None = None, components: Sequence[str] | None = None,
-              attrs: dict | None = None, progress: bool = False) -> xr.Dataset:
-    """Sample around `model`'s weights on windows of the token file; returns the trace.
+              attrs: dict | None = None, progress: bool = False, aligned: bool = False) -> xr.Dataset:
+    """Sample around `model`'s weights on windows of the token file (``aligned``: one whole sequence
+    per window, see `TokenWindows`); returns the trace.
 
     Raises :class:`SamplerDivergence` (with the partial trace) if a chain diverges.
     """
     from emergence.models.lm_module import TokenWindows
     make_run = functools.partial(SGLDRun, model, cfg, seed, lm_loss, observables, components)
     return run_sampler(make_run, cfg,
-                       TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data")),
-                       TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init")), progress, attrs)
+                       TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data"), aligned),
+                       TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init"), aligned), progress,
+                       attrs)
 
 
 def sample_sequences(model: nn.Module, cfg: SamplerParams, seed: int, seqs: SequenceSet,

@@ -1,0 +1,194 @@
+"""Stages `calib_*`: the pipeline's instruments on a series with a known transition.
+
+In-context Markov chains (Edelman et al. 2024, arXiv 2402.11004) train a small attention-only
+GPT through uniform -> in-context unigram -> in-context bigram; the step t* at which its
+statistical induction head forms (the monitors, on the data itself) is the ground truth each
+instrument's change point is judged against.
+
+* `calib_data`: train.bin / val.bin (one sequence per n_ctx + 1 window) and the reference losses;
+* `calib_train`: the checkpoint series (the LM training of `train_lm`, aligned windows);
+* `calib_monitors`: induction (on the data), previous-token, prefix-matching and ICL scores, t*;
+* `calib_sample`: one SGLD trace per sampled checkpoint and the LLC curve with its interval;
+* `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from emergence.analysis import heads
+from emergence.analysis.boundaries import MIN_CHECKPOINTS, change_point
+from emergence.analysis.induction import induction_chance, induction_scores, transition_step
+from emergence.config import load_params, params_hash
+from emergence.data.markov import read_sequences, reference_losses, sample_chains, write_sequences
+from emergence.estimators.llc import llc
+from emergence.interrupt import fit
+from emergence.io import read_json, sha256_file, write_json
+from emergence.models.checkpoints import OwnSeries
+from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
+from emergence.sampling.sampler_module import sample_lm
+from emergence.sampling.trace import cache_key, save_trace
+from emergence.stages.sample import existing, selected_steps, weights_digest
+from emergence.stages.train_lm import build_trainer
+
+log = logging.getLogger(__name__)
+
+
+def data(args) -> None:
+    p = load_params(args.params)
+    c, seed = p.calibration, p.seed
+    out = Path(args.out)
+    for i, (split, n) in enumerate((("train", c.train_sequences), ("val", c.val_sequences))):
+        seqs, _ = sample_chains(n, c.n_ctx + 1, c.k, c.alpha, np.random.default_rng([seed, i]))
+        write_sequences(out / f"{split}.bin", seqs)
+    refs = reference_losses(read_sequences(out / "val.bin", c.n_ctx + 1), c.k, c.alpha)
+    write_json(out / "references.json", {"mean": {k: float(v.mean()) for k, v in refs.items()},
+                                         "per_position": {k: v.tolist() for k, v in refs.items()}})
+    log.info("calibration data: k=%d; reference losses %s", c.k,
+             ", ".join(f"{k} {v.mean():.4f}" for k, v in refs.items()))
+
+
+def _calibration_params(p):
+    """`p` with the train section replaced by the calibration's schedule (device settings kept)."""
+    c = p.calibration
+    return dataclasses.replace(p, train=dataclasses.replace(
+        p.train, max_steps=c.max_steps, batch_size=c.batch_size, lr=c.lr, min_lr=c.min_lr,
+        warmup_steps=c.warmup_steps, weight_decay=c.weight_decay, val_windows=c.val_windows))
+
+
+def train(args) -> None:
+    p = load_params(args.params)
+    c, pt = p.calibration, _calibration_params(p)
+    data_dir, out = Path(args.data), Path(args.out)
+    model_cfg = dict(vocab_size=c.k, n_ctx=c.n_ctx, n_layer=c.n_layer, n_head=c.n_head, d_model=c.d_model,
+                     d_mlp=c.d_mlp, attn_only=c.attn_only)
+    meta = {"data_sha256": sha256_file(data_dir / "train.bin"), "params_hash": params_hash((p.seed, c, pt.train)),
+            "model_source": "own"}
+    writer = CheckpointSeriesWriter(out, c.checkpoint_steps, meta, None, p.train.eval_batch_size)
+    resume = None
+    if writer.resume_path.exists() and (out / "index.json").exists():
+        if {k: read_json(out / "index.json").get(k) for k in meta} == meta:
+            resume = str(writer.resume_path)
+            log.info("resuming from %s", resume)
+    if resume is None and out.exists():
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    pl.seed_everything(p.seed, workers=True, verbose=False)
+    dm = TokenDataModule(str(data_dir / "train.bin"), str(data_dir / "val.bin"), c.n_ctx, c.batch_size, p.seed,
+                         c.val_windows, aligned=True)
+    module = LMModule(model_cfg, c.lr, c.min_lr, c.warmup_steps, c.max_steps, c.weight_decay)
+    fit(build_trainer(pt, [writer], None), module, datamodule=dm, ckpt_path=resume)
+    writer.write_index(complete=True)
+    seconds = time.perf_counter() - t0
+    index = read_json(out / "index.json")["checkpoints"]
+    refs = read_json(data_dir / "references.json")["mean"]
+    report = Path(args.report)
+    write_json(report / "curve.json", [{"step": e["step"], "val_loss": e["val/loss"]} for e in index])
+    write_json(report / "metrics.json", {"final_step": index[-1]["step"], "val_loss": index[-1]["val/loss"],
+                                         **{f"{k}_reference": v for k, v in refs.items()}})
+    write_json(report / "timing.json", {"seconds": round(seconds, 1),
+                                        "tokens_per_second": round(c.max_steps * c.batch_size * c.n_ctx / seconds)})
+    log.info("calibration series: %d steps in %.0f s; val loss %.4f (unigram %.4f, bigram %.4f)",
+             c.max_steps, seconds, index[-1]["val/loss"], refs["unigram"], refs["bigram"])
+
+
+def monitors(args) -> None:
+    p = load_params(args.params)
+    c = p.calibration
+    seqs = torch.from_numpy(read_sequences(Path(args.data) / "val.bin", c.n_ctx + 1)[:c.monitor_sequences])
+    x, y = seqs[:, :-1], seqs[:, 1:]
+    chance = induction_chance(x)
+    series = OwnSeries(args.checkpoints)
+    losses = {e["step"]: e["val/loss"] for e in series.index["checkpoints"]}
+    rows, induction, previous, prefix = [], [], [], []
+    for ckpt in series:
+        hooked = ckpt.hooked()
+        patterns = heads.attention_patterns(hooked, x)
+        induction.append(induction_scores(patterns, x).ravel())
+        previous.append(heads.previous_token_scores(patterns).ravel())
+        prefix.append(heads.head_monitors(hooked, c.k, p.monitors.repeat_length, p.monitors.batch,
+                                          p.seed)["prefix_matching"].ravel())
+        rows.append({"step": ckpt.step, "val_loss": losses[ckpt.step], "max_induction": float(induction[-1].max()),
+                     "max_previous_token": float(previous[-1].max()), "max_prefix_matching": float(prefix[-1].max()),
+                     "icl": heads.icl_score(ckpt.model, x, y, p.monitors.icl_early, c.n_ctx - 1)})
+        log.info("step %d: loss %.4f, max induction %.3f (chance %.3f), max previous-token %.3f",
+                 ckpt.step, rows[-1]["val_loss"], rows[-1]["max_induction"], chance, rows[-1]["max_previous_token"])
+    steps = [r["step"] for r in rows]
+    names = heads.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)
+    t_star = transition_step(steps, [r["max_induction"] for r in rows], chance, c.min_rise)
+    out = Path(args.out)
+    write_json(out / "curve.json", rows)
+    write_json(out / "monitors.json", {"steps": steps, "heads": names, "induction": np.array(induction).T.tolist(),
+                                       "previous_token": np.array(previous).T.tolist(),
+                                       "prefix_matching": np.array(prefix).T.tolist()})
+    write_json(out / "metrics.json", {"t_star": t_star, "induction_chance": chance,
+                                      "final_max_induction": rows[-1]["max_induction"],
+                                      "top_induction_head": names[int(induction[-1].argmax())],
+                                      "top_previous_token_head": names[int(previous[-1].argmax())]})
+    log.info("t* = %s (max induction from chance %.3f to %.3f)", t_star, chance, rows[-1]["max_induction"])
+
+
+def sample(args) -> None:
+    p = load_params(args.params)
+    c, cfg = p.calibration, p.calibration.sampler
+    series, out, train_bin = OwnSeries(args.checkpoints), Path(args.out), str(Path(args.data) / "train.bin")
+    rows = []
+    for step in selected_steps(cfg.checkpoints, series.steps):
+        ckpt = series.load(step)
+        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoints", "devices")}
+        key = cache_key(weights_digest(ckpt.model), sha256_file(train_bin), {**settings, "seed": p.seed,
+                                                                              "n_ctx": c.n_ctx, "aligned": True})
+        path = out / f"step_{step}.nc"
+        trace = existing(path, key)
+        if trace is None:
+            trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, attrs={
+                "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True)
+            save_trace(trace, path)
+        est = llc(trace, p.influence.level)
+        rows.append({"step": step, "llc": est["llc"], "llc_lo": est["llc_lo"], "llc_hi": est["llc_hi"],
+                     "rhat": est["rhat"]})
+        log.info("step %d: LLC %.2f [%.2f, %.2f]", step, est["llc"], est["llc_lo"], est["llc_hi"])
+    write_json(out / "curve.json", rows)
+
+
+def _verdict(steps_all: list[int], t_star: int | None, found: dict, tolerance: int) -> str:
+    if found["step"] is None:
+        return "no change"
+    if t_star is None:
+        return "miss (no transition)"
+    off = abs(steps_all.index(found["step"]) - steps_all.index(t_star))
+    return "hit" if off <= tolerance else "miss"
+
+
+def verdicts(args) -> None:
+    p = load_params(args.params)
+    c = p.calibration
+    monitors_dir, traces_dir = Path(args.monitors), Path(args.traces)
+    truth = read_json(monitors_dir / "metrics.json")
+    rows = read_json(monitors_dir / "curve.json")
+    steps = [r["step"] for r in rows]
+    curves = {name: (steps, [r[name] for r in rows], None, None)
+              for name in ("val_loss", "max_induction", "max_previous_token", "max_prefix_matching", "icl")}
+    if (traces_dir / "curve.json").exists():
+        llc_rows = read_json(traces_dir / "curve.json")
+        curves["llc"] = tuple([r[k] for r in llc_rows] for k in ("step", "llc", "llc_lo", "llc_hi"))
+    instruments = {}
+    for name, (s, v, lo, hi) in curves.items():
+        if len(s) < MIN_CHECKPOINTS:
+            instruments[name] = {"step": None, "verdict": f"too few checkpoints ({len(s)} < {MIN_CHECKPOINTS})"}
+            continue
+        found = change_point(s, v, lo, hi, level=c.boundary_level, interval_level=p.influence.level)
+        if found["step"] is not None and found["step"] not in steps:
+            raise ValueError(f"{name}: change at step {found['step']}, which is not a checkpoint of the series")
+        instruments[name] = {**found, "verdict": _verdict(steps, truth["t_star"], found, c.tolerance_checkpoints)}
+        log.info("%s: %s at %s (t* = %s)", name, instruments[name]["verdict"], found["step"], truth["t_star"])
+    write_json(Path(args.out) / "metrics.json", {"t_star": truth["t_star"], "induction_chance": truth["induction_chance"],
+                                                 "tolerance_checkpoints": c.tolerance_checkpoints,
+                                                 "instruments": instruments})
