@@ -116,8 +116,10 @@ def test_calibration_stages_end_to_end(tmp_path, monkeypatch):
     calibration.data(argparse.Namespace(out=str(d), **ns))
     calibration.train(argparse.Namespace(data=str(d), out=str(ck), report=str(tmp_path / "train"), **ns))
     calibration.monitors(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tmp_path / "mon"), **ns))
-    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tr), **ns))
-    calibration.verdicts(argparse.Namespace(monitors=str(tmp_path / "mon"), traces=str(tr), out=str(tmp_path), **ns))
+    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tr), report=str(tmp_path / "llc"),
+                                          **ns))
+    calibration.verdicts(argparse.Namespace(monitors=str(tmp_path / "mon"), llc=str(tmp_path / "llc"), out=str(tmp_path),
+                                            **ns))
     curve = json.loads((tmp_path / "mon" / "curve.json").read_text())
     assert [r["step"] for r in curve] == list(range(0, 31, 5))
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]

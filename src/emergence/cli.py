@@ -66,9 +66,9 @@ STAGES = {
                         ("--out", "artifacts/calibration/monitors")]),
     "calib_sample": ("SGLD traces and the LLC curve of the calibration series",
                      [("--checkpoints", "artifacts/calibration/checkpoints"), ("--data", "artifacts/calibration/data"),
-                      ("--out", "artifacts/calibration/traces")]),
+                      ("--out", "artifacts/calibration/traces"), ("--report", "artifacts/calibration/llc")]),
     "calib_verdicts": ("each instrument's change point against t*",
-                       [("--monitors", "artifacts/calibration/monitors"), ("--traces", "artifacts/calibration/traces"),
+                       [("--monitors", "artifacts/calibration/monitors"), ("--llc", "artifacts/calibration/llc"),
                         ("--out", "artifacts/calibration")]),
 }
 ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"),

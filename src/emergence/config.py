@@ -390,6 +390,8 @@ class Params:
         _require("", "seed", self.seed, 0 <= self.seed < 2**31, "0 <= seed < 2**31")
         _require("monitors", "icl_early", self.monitors.icl_early, self.monitors.icl_early < self.model.n_ctx - 1,
                  f"< model.n_ctx - 1 = {self.model.n_ctx - 1}")
+        _require("monitors", "icl_early", self.monitors.icl_early, self.monitors.icl_early < self.calibration.n_ctx - 1,
+                 f"< calibration.n_ctx - 1 = {self.calibration.n_ctx - 1} (the calibration monitors' ICL score)")
         for section in ("sampler", "sae", "rllc"):  # one meaning everywhere: the steps named, never "all"
             steps = getattr(self, section).checkpoints
             _require(section, "checkpoints", steps, len(steps) >= 1,

@@ -8,7 +8,8 @@ instrument's change point is judged against.
 * `calib_data`: train.bin / val.bin (one sequence per n_ctx + 1 window) and the reference losses;
 * `calib_train`: the checkpoint series (the LM training of `train_lm`, aligned windows);
 * `calib_monitors`: induction (on the data), previous-token, prefix-matching and ICL scores, t*;
-* `calib_sample`: one SGLD trace per sampled checkpoint and the LLC curve with its interval;
+* `calib_sample`: one SGLD trace per sampled checkpoint and the LLC curve with its interval (the
+  only instrument with intervals; without the curve the verdicts cover the monitors' curves);
 * `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from emergence.models.checkpoints import OwnSeries
 from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
 from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import cache_key, save_trace
-from emergence.stages.sample import existing, selected_steps, weights_digest
+from emergence.stages.sample import NOT_IN_KEY, existing, selected_steps, weights_digest
 from emergence.stages.train_lm import build_trainer
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def sample(args) -> None:
     rows = []
     for step in selected_steps(cfg.checkpoints, series.steps):
         ckpt = series.load(step)
-        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoints", "devices")}
+        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
         key = cache_key(weights_digest(ckpt.model), sha256_file(train_bin), {**settings, "seed": p.seed,
                                                                               "n_ctx": c.n_ctx, "aligned": True})
         path = out / f"step_{step}.nc"
@@ -155,7 +156,7 @@ def sample(args) -> None:
         rows.append({"step": step, "llc": est["llc"], "llc_lo": est["llc_lo"], "llc_hi": est["llc_hi"],
                      "rhat": est["rhat"]})
         log.info("step %d: LLC %.2f [%.2f, %.2f]", step, est["llc"], est["llc_lo"], est["llc_hi"])
-    write_json(out / "curve.json", rows)
+    write_json(Path(args.report) / "curve.json", rows)
 
 
 def _verdict(steps_all: list[int], t_star: int | None, found: dict, tolerance: int) -> str:
@@ -170,14 +171,14 @@ def _verdict(steps_all: list[int], t_star: int | None, found: dict, tolerance: i
 def verdicts(args) -> None:
     p = load_params(args.params)
     c = p.calibration
-    monitors_dir, traces_dir = Path(args.monitors), Path(args.traces)
+    monitors_dir, llc_curve = Path(args.monitors), Path(args.llc) / "curve.json"
     truth = read_json(monitors_dir / "metrics.json")
     rows = read_json(monitors_dir / "curve.json")
     steps = [r["step"] for r in rows]
     curves = {name: (steps, [r[name] for r in rows], None, None)
               for name in ("val_loss", "max_induction", "max_previous_token", "max_prefix_matching", "icl")}
-    if (traces_dir / "curve.json").exists():
-        llc_rows = read_json(traces_dir / "curve.json")
+    if llc_curve.exists():
+        llc_rows = read_json(llc_curve)
         curves["llc"] = tuple([r[k] for r in llc_rows] for k in ("step", "llc", "llc_lo", "llc_hi"))
     instruments = {}
     for name, (s, v, lo, hi) in curves.items():
