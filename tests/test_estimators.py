@@ -3,7 +3,6 @@ covariances of per-sample losses, and MCMC diagnostics on chains with known prop
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from conftest import ROOT
 
 from emergence.config import SamplerParams, as_dict, load_params
@@ -11,78 +10,30 @@ from emergence.estimators.bif import (bif_matrix, block_aggregates, token_bif_bl
                                       token_bif_by_sequence)
 from emergence.estimators.diagnostics import effective_sample_size, split_rhat
 from emergence.estimators.llc import DeadChainError, batch_means_interval, llc
+from emergence.models.toy import (LinearRegression, NormalCrossing, PowerPotential, Quadratic, blr_loss_covariance,
+                                  normal_crossing_llc, quadratic_llc, regression_problem, sample_potential)
 from emergence.sampling.observables import Observables
-from emergence.sampling.sampler_module import SGLDRun
 
-
-class Potential(nn.Module):
-    """K(w) = sum_i c_i w_i^(2 k_i): learning coefficient sum_i 1 / (2 k_i) at w = 0."""
-
-    def __init__(self, powers):
-        super().__init__()
-        self.powers = torch.tensor(powers, dtype=torch.float64)
-        self.w = nn.Parameter(torch.zeros(len(powers), dtype=torch.float64))
-
-    def forward(self):
-        return (self.w ** (2 * self.powers)).sum()
+DEFAULTS = load_params(ROOT / "params.yaml").sampler
 
 
 def run_sgld(model, loss_fn, observables=None, **kw):
     cfg = SamplerParams(**{**dict(lr=1e-3, nbeta=100.0, localization=0.0, preconditioned=False,
                                   chains=8, burn_in=5000, draws=10000, thin=1, check_every=500), **kw})
-    run = SGLDRun(model, cfg, seed=0, loss_fn=loss_fn, observables=observables)
-    run.measure_init([None])
-    for s in range(cfg.steps):
-        run.iterate(s, [None] * cfg.chains)
-    return run.to_dataset()
+    return sample_potential(model, cfg, loss_fn, observables)
 
 
 def run_default_sgld(model, loss_fn, observables=None, **kw):
     """The pipeline's sampler settings from params.yaml (preconditioner, eps, n*beta, gamma,
     burn-in); only the number of chains and draws is raised, to shrink the Monte Carlo error."""
-    defaults = load_params(ROOT / "params.yaml").sampler
-    return run_sgld(model, loss_fn, observables, **{**as_dict(defaults), "chains": 8, "draws": 10000,
+    return run_sgld(model, loss_fn, observables, **{**as_dict(DEFAULTS), "chains": 8, "draws": 10000,
                                                     "check_every": 1000, "paired": False, **kw})
 
 
-class Quadratic(nn.Module):
-    """L(w) = 1/2 sum_k h_k w_k^2: at finite gamma, LLC = 1/2 sum_k nb h_k / (nb h_k + gamma)."""
-
-    def __init__(self, h):
-        super().__init__()
-        self.h = torch.tensor(h, dtype=torch.float64)
-        self.w = nn.Parameter(torch.zeros(len(h), dtype=torch.float64))
-
-    def forward(self):
-        return 0.5 * (self.h * self.w ** 2).sum()
-
-
-class NormalCrossing(nn.Module):
-    """L(w) = c w_1^2 w_2^2, singular at w = 0 (learning coefficient 1/2, multiplicity 2)."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.c = c
-        self.w = nn.Parameter(torch.zeros(2, dtype=torch.float64))
-
-    def forward(self):
-        return self.c * (self.w[0] * self.w[1]) ** 2
-
-
-def normal_crossing_llc(c: float, nbeta: float, gamma: float) -> float:
-    """n*beta E[L] under exp(-n*beta L(w) - gamma |w|^2 / 2), by quadrature on a grid."""
-    grid = np.linspace(-8, 8, 2001) / np.sqrt(gamma)
-    w1, w2 = np.meshgrid(grid, grid)
-    loss = c * (w1 * w2) ** 2
-    density = np.exp(-nbeta * loss - gamma / 2 * (w1 ** 2 + w2 ** 2))
-    return float(nbeta * (loss * density).sum() / density.sum())
-
-
 def test_default_sampler_recovers_a_regular_llc_at_finite_gamma():
-    p = load_params(ROOT / "params.yaml").sampler
     h = [10.0, 10.0, 30.0, 3.0]
-    exact = 0.5 * sum(p.nbeta * x / (p.nbeta * x + p.localization) for x in h)
-    est = llc(run_default_sgld(Quadratic(h), lambda m, b: m()))
+    exact = quadratic_llc(h, DEFAULTS.nbeta, DEFAULTS.localization)
+    est = llc(run_default_sgld(Quadratic(h), Quadratic.forward))
     print(f"regular LLC at finite gamma, default sampler: {est['llc']:.4f} "
           f"[{est['llc_lo']:.4f}, {est['llc_hi']:.4f}] vs exact {exact:.4f}")
     assert est["llc"] == pytest.approx(exact, rel=0.05)
@@ -90,10 +41,9 @@ def test_default_sampler_recovers_a_regular_llc_at_finite_gamma():
 
 
 def test_default_sampler_recovers_a_singular_llc_at_finite_n():
-    p = load_params(ROOT / "params.yaml").sampler
     c = 3e4  # n*beta c / gamma^2 = 0.3: the quartic term shapes the posterior (a Gaussian answer is 0.3)
-    exact = normal_crossing_llc(c, p.nbeta, p.localization)
-    est = llc(run_default_sgld(NormalCrossing(c), lambda m, b: m(), draws=20000))
+    exact = normal_crossing_llc(c, DEFAULTS.nbeta, DEFAULTS.localization)
+    est = llc(run_default_sgld(NormalCrossing(c), NormalCrossing.forward, draws=20000))
     print(f"normal-crossing LLC at finite n, default sampler: {est['llc']:.4f} "
           f"[{est['llc_lo']:.4f}, {est['llc_hi']:.4f}] vs exact {exact:.4f}")
     assert est["llc"] == pytest.approx(exact, rel=0.05)
@@ -102,12 +52,11 @@ def test_default_sampler_recovers_a_singular_llc_at_finite_n():
 def test_adaptive_preconditioner_is_biased_and_the_frozen_one_is_not():
     """At a quarter of the default step (discretisation error small), V frozen after burn-in
     converges to the exact answer; V re-estimated every step (Lee et al.) does not."""
-    p = load_params(ROOT / "params.yaml").sampler
     c = 1e5
-    exact = normal_crossing_llc(c, p.nbeta, p.localization)
-    kw = dict(lr=p.lr / 4, draws=20000)
-    frozen = llc(run_default_sgld(NormalCrossing(c), lambda m, b: m(), **kw))
-    adaptive = llc(run_default_sgld(NormalCrossing(c), lambda m, b: m(), rms_adapt="every_step", **kw))
+    exact = normal_crossing_llc(c, DEFAULTS.nbeta, DEFAULTS.localization)
+    kw = dict(lr=DEFAULTS.lr / 4, draws=20000)
+    frozen = llc(run_default_sgld(NormalCrossing(c), NormalCrossing.forward, **kw))
+    adaptive = llc(run_default_sgld(NormalCrossing(c), NormalCrossing.forward, rms_adapt="every_step", **kw))
     print(f"normal crossing c={c:g}, eps/4: frozen {frozen['llc']:.4f}, every-step {adaptive['llc']:.4f}, "
           f"exact {exact:.4f}")
     assert frozen["llc"] == pytest.approx(exact, rel=0.03)
@@ -136,7 +85,7 @@ def test_batch_means_interval_covers_the_mean_of_correlated_draws():
 def test_llc_recovers_asymptotic_learning_coefficients(powers, expected):
     """Large n*beta, no localization, plain SGLD: the estimate approaches lambda."""
     torch.manual_seed(0)
-    trace = run_sgld(Potential(powers), lambda m, b: m())
+    trace = run_sgld(PowerPotential(powers), PowerPotential.forward)
     est = llc(trace)
     print(f"LLC of {powers}: {est['llc']:.3f} +- {est['llc_se']:.3f} vs {expected:.3f}")
     assert est["llc"] == pytest.approx(expected, rel=0.1)
@@ -145,51 +94,27 @@ def test_llc_recovers_asymptotic_learning_coefficients(powers, expected):
 
 
 def test_burn_in_is_excluded_from_the_llc():
-    trace = run_sgld(Potential([1, 1]), lambda m, b: m(), burn_in=10, draws=50)
+    trace = run_sgld(PowerPotential([1, 1]), PowerPotential.forward, burn_in=10, draws=50)
     trace["loss"][:, :10] = 1e6  # poisoned burn-in would dominate any average over it
     assert llc(trace)["llc"] < 10
 
 
 def test_dead_chain_fails_loudly():
-    trace = run_sgld(Potential([1, 1]), lambda m, b: m(), burn_in=10, draws=50)
+    trace = run_sgld(PowerPotential([1, 1]), PowerPotential.forward, burn_in=10, draws=50)
     trace["loss"][1, 30] = np.nan
     with pytest.raises(DeadChainError, match="chain 1"):
         llc(trace)
 
 
-class LinearRegression(nn.Module):
-    def __init__(self, X, y, w_star):
-        super().__init__()
-        self.X, self.y = X, y
-        self.w = nn.Parameter(w_star.clone())
-
-    def per_sample(self):
-        return 0.5 * (self.y - self.X @ self.w) ** 2
-
-
-def blr_posterior_loss_covariance(X, y, w_star, nbeta, gamma):
-    """Gaussian posterior of linear regression, per-sample losses l_i = (y_i - x_i w)^2 / 2:
-    Cov(l_i, l_j) = S_ij^2 / 2 + m_i m_j S_ij with S = X Sigma X^T, m = y - X w*."""
-    n, d = X.shape
-    precision = nbeta / n * X.T @ X + gamma * torch.eye(d, dtype=torch.float64)
-    S = X @ torch.linalg.inv(precision) @ X.T
-    m = y - X @ w_star
-    return (0.5 * S ** 2 + m[:, None] * m[None, :] * S).numpy()
-
-
 def test_default_sampler_bif_matches_closed_form_posterior_covariance():
-    p = load_params(ROOT / "params.yaml").sampler
-    g = torch.Generator().manual_seed(1)
-    n, d = 24, 4
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    y = X @ torch.randn(d, generator=g, dtype=torch.float64) + 0.7 * torch.randn(n, generator=g, dtype=torch.float64)
-    w_star = torch.linalg.lstsq(X, y).solution
-    exact = -blr_posterior_loss_covariance(X, y, w_star, p.nbeta, p.localization)
+    X, y, w_star = regression_problem()
+    n = len(y)
+    exact = -blr_loss_covariance(X, y, w_star, DEFAULTS.nbeta, DEFAULTS.localization)
     model = LinearRegression(X, y, w_star)
     obs = Observables(lambda mod: {"obs": mod.per_sample().detach(), "token_obs": None, "component_obs": None},
                       [f"z{i}" for i in range(n)],
                       np.array(["correct"] * n), np.arange(n).astype(str))
-    trace = run_default_sgld(model, lambda mod, b: mod.per_sample().mean(), obs, draws=6000, obs_every=2)
+    trace = run_default_sgld(model, lambda mod: mod.per_sample().mean(), obs, draws=6000, obs_every=2)
     sampled = bif_matrix(trace["obs"].values)
     error = np.linalg.norm(sampled - exact) / np.linalg.norm(exact)
     iu = np.triu_indices(n)
