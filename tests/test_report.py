@@ -38,6 +38,8 @@ EMERGENCE = {"best_predictor": "top_k", "selected_on": "validation", "final_accu
 SUSCEPTIBILITY = {"observable": "restricted_loss", "final_step": 2000, "final_opposite": ["L1H0", "L0H2"],
                   "final_opposite_significant": ["L1H0"], "opposite_from_step": {},
                   "sae_opposite_significant": {"16": [], "2000": ["SAE3"]}}
+RLLC = {"final_step": 2000, "final": {"L0": [60.8, 58.0, 63.5], "L1H0": [1.2, -0.4, 2.9]}, "final_negative": [],
+        "head_clusters": {"L1H0": 0}}
 
 
 def _png(path: Path) -> None:
@@ -52,7 +54,7 @@ def _png(path: Path) -> None:
 def fake(tmp_path):
     art = tmp_path / "artifacts"
     for rel, m in (("influence/metrics.json", INFLUENCE), ("emergence/metrics.json", EMERGENCE),
-                   ("susceptibility/metrics.json", SUSCEPTIBILITY)):
+                   ("susceptibility/metrics.json", SUSCEPTIBILITY), ("rllc/metrics.json", RLLC)):
         (art / rel).parent.mkdir(parents=True, exist_ok=True)
         (art / rel).write_text(json.dumps(m))
     for rel in ("influence/llc.png", "influence/heatmaps/bif_step_16.png", "influence/heatmaps/bif_step_2000.png",

@@ -218,9 +218,17 @@ def _probes(m) -> str:
             f"(LLC peaks {text(m['llc_peaks'])}).")
 
 
+def _rllc(m) -> str:
+    final = "; ".join(f"{n} {v[0]:.1f} [{v[1]:.1f}, {v[2]:.1f}]" for n, v in m["final"].items())
+    return (f"Refined LLCs at step {m['final_step']}, mean [90% interval]: {final}. Negative (not a local "
+            f"minimum of that restricted loss): {text(m['final_negative'])}. Head clusters by rLLC trajectory: "
+            f"{text(m['head_clusters'])}.")
+
+
 SUMMARIES = {"train/metrics.json": _training, "monitors/metrics.json": _monitors,
              "influence/metrics.json": _influence, "emergence/metrics.json": _emergence,
-             "susceptibility/metrics.json": _susceptibility, "probes/metrics.json": _probes}
+             "susceptibility/metrics.json": _susceptibility, "rllc/metrics.json": _rllc,
+             "probes/metrics.json": _probes}
 
 
 def _sentence(artifacts: Path, rel: str, write) -> str | None:

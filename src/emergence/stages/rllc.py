@@ -79,9 +79,11 @@ def main(args) -> None:
             if trace is None:
                 trace = job().assign_attrs(cache_key=key, step=step, refinement=name)
                 save_trace(trace, path)
-            est = llc(trace)
-            results.setdefault(name, {})[step] = {"llc": est["llc"], "llc_se": est["llc_se"], "rhat": est["rhat"]}
-            log.info("step %d %s: rLLC %.2f +- %.2f", step, name, est["llc"], est["llc_se"])
+            est = llc(trace, p.influence.level)
+            results.setdefault(name, {})[step] = {k: est[k] for k in ("llc", "llc_se", "llc_lo", "llc_hi", "rhat")}
+            results[name][step]["llc_negative"] = est["negative"]
+            log.info("step %d %s: rLLC %.2f [%.2f, %.2f]%s", step, name, est["llc"], est["llc_lo"], est["llc_hi"],
+                     " (negative: not a local minimum)" if est["negative"] else "")
 
     heads = [n for n in results if not n.startswith("data:")]
     attention = [n for n in heads if "H" in n]
@@ -89,19 +91,27 @@ def main(args) -> None:
         np.array([[results[n][s]["llc"] for s in steps] for n in attention]), p.rllc.clusters)))
     rows = [{"step": s, "component": n, **results[n][s]} for n in results for s in steps]
     write_json(out / "curve.json", rows)
-    write_json(out / "metrics.json", {"head_clusters": clusters,
-                                      "final": {n: results[n][steps[-1]]["llc"] for n in results}})
+    final = {n: results[n][steps[-1]] for n in results}
+    write_json(out / "metrics.json", {"head_clusters": clusters, "final_step": steps[-1],
+                                      "final": {n: [r["llc"], r["llc_lo"], r["llc_hi"]] for n, r in final.items()},
+                                      "final_negative": sorted(n for n, r in final.items() if r["llc_negative"])})
     run = init_run("rllc", p)
     use_reference(run, "checkpoints", "model", args.checkpoints)
-    weight_fig = plots.curves(steps, {n: [results[n][s]["llc"] for s in steps] for n in heads},
-                              "weight-refined LLC per component", "rLLC")
-    log_curves(run, "rllc/weight_refined", steps, {n: [results[n][s]["llc"] for s in steps] for n in heads}, weight_fig)
-    plots.save(weight_fig, out / "weight_refined.png")
+
+    def column(names, field):
+        return {n: [results[n][s][field] for s in steps] for n in names}
+
+    def figure(names, title, ylabel):
+        intervals = {n: (column([n], "llc_lo")[n], column([n], "llc_hi")[n]) for n in names}
+        return plots.curves(steps, column(names, "llc"), title, ylabel, intervals=intervals), intervals
+
+    panels = {"weight_refined": (heads, "weight-refined LLC per component (90% intervals)", "rLLC")}
     if p.rllc.data_refined:
-        data_fig = plots.curves(steps, {n: [results[n][s]["llc"] for s in steps] for n in results if n.startswith("data:")},
-                                "data-refined LLC: correct vs buggy code", "drLLC")
-        log_curves(run, "rllc/data_refined", steps,
-                   {n: [results[n][s]["llc"] for s in steps] for n in results if n.startswith("data:")}, data_fig)
-        plots.save(data_fig, out / "data_refined.png")
+        panels["data_refined"] = ([n for n in results if n.startswith("data:")],
+                                  "data-refined LLC: correct vs buggy code (90% intervals)", "drLLC")
+    for key, (names, title, ylabel) in panels.items():
+        fig, intervals = figure(names, title, ylabel)
+        log_curves(run, f"rllc/{key}", steps, column(names, "llc"), fig, intervals=intervals)
+        plots.save(fig, out / f"{key}.png")
     run.summary.update({"head_clusters": clusters})
     run.finish()
