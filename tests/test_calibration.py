@@ -83,14 +83,18 @@ def test_transition_step_on_a_sigmoid():
     assert transition_step(steps, [chance + 0.01] * len(steps), chance, CAL.min_rise) is None
 
 
-def test_change_point_finds_a_kink_and_not_noise():
+def test_change_point_finds_a_kink_a_ramp_and_not_noise():
     rng = np.random.default_rng(0)
     steps = np.arange(0, 1650, 50)
     kink = np.where(steps < 600, 1.0, 1.0 - 1e-3 * (steps - 600)) + rng.normal(0, 0.01, len(steps))
-    assert change_point(steps, kink, level=CAL.boundary_level)["step"] == 600
+    found = change_point(steps, kink, level=CAL.boundary_level)
+    assert (found["step"], found["kind"]) == (600, "kink")
     half = 1.645 * 0.01                                                 # 90% intervals of the noise
     found = change_point(steps, kink, kink - half, kink + half, level=CAL.boundary_level, interval_level=0.9)
-    assert found["step"] == 600 and found["slope_after"] < found["slope_before"]
+    assert found["step"] == 600 and found["slopes"][1] < found["slopes"][0]
+    sigmoid = 0.3 + 0.5 / (1 + np.exp(-(steps - 700) / 80)) + rng.normal(0, 0.01, len(steps))
+    found = change_point(steps, sigmoid, level=CAL.boundary_level)
+    assert found["kind"] == "ramp" and abs(found["step"] - 700) <= 50  # the centre: halfway up
     false = 0
     for seed in range(40):
         flat = 1.0 + np.random.default_rng(seed).normal(0, 0.01, len(steps))
@@ -98,7 +102,7 @@ def test_change_point_finds_a_kink_and_not_noise():
         with_iv = change_point(steps, flat, flat - half, flat + half, level=CAL.boundary_level, interval_level=0.9)
         false += (without["verdict"] == "change") + (with_iv["verdict"] == "change")
         if seed == 0:
-            assert without == {**without, "step": None, "verdict": "no change"}
+            assert without == {**without, "step": None, "verdict": "no change", "kind": None}
     assert false <= 4                                                   # 80 tests at level 0.99
 
 
@@ -107,7 +111,7 @@ def test_calibration_stages_end_to_end(tmp_path, monkeypatch):
     params = OmegaConf.load("params.yaml")
     params.calibration.update(dict(k=3, train_sequences=500, val_sequences=32, monitor_sequences=8, n_ctx=32,
                                    d_model=16, max_steps=30, checkpoint_every=5, warmup_steps=3, val_windows=8))
-    params.calibration.sampler.update(dict(checkpoints=[0, 10, 20, 25, 30], burn_in=2, draws=6, batch_size=2))
+    params.calibration.sampler.update(dict(checkpoints=list(range(0, 31, 5)), burn_in=2, draws=6, batch_size=2))
     params.monitors.update(dict(repeat_length=8, batch=2, icl_early=5))
     OmegaConf.save(params, tmp_path / "params.yaml")
     monkeypatch.setenv("WANDB_MODE", "disabled")
