@@ -101,7 +101,8 @@ def main(args) -> None:
         settings = {k: v for k, v in as_dict(cfg).items() if k not in NOT_IN_KEY}
         key = cache_key(weights_digest(ckpt.model), data_digest if obs else "no-observables",
                         {**settings, "seed": seed, "n_ctx": p.model.n_ctx})
-        return sampled(path, key, run, lambda: sample_lm(
+        label = f"step {step}" + ("" if path.parent == out else f" ({path.name.split('.')[1]} check)")
+        return sampled(label, path, key, run, lambda: sample_lm(
             ckpt.model, cfg, seed, str(corpus / "train.bin"), p.model.n_ctx, obs,
             attrs={"checkpoint": ckpt.source, "step": step, "cache_key": key, "data_digest": data_digest}))
 
@@ -130,12 +131,12 @@ def check_settings(cfg, seed: int, observables):
     return [("half_lr", half, seed, None), ("other_seed", cfg, seed + 1, observables)]
 
 
-def sampled(path: Path, key: str, run, sample):
+def sampled(label: str, path: Path, key: str, run, sample):
     """The trace at `path` if its key matches, else `sample()` saved there (a diverging chain's
     partial trace is kept beside it as ``.partial.nc``)."""
     trace = existing(path, key)
     if trace is not None:
-        log.info("%s is up to date (key %s)", path, key)
+        log.info("%s: trace %s is up to date (key %s)", label, path, key)
         return trace
     t0 = time.perf_counter()
     partial = path.with_name(path.name.replace(".nc", ".partial.nc"))
@@ -144,11 +145,11 @@ def sampled(path: Path, key: str, run, sample):
     except SamplerDivergence as exc:
         save_trace(exc.trace.assign_attrs(cache_key=key), partial)
         run.finish(exit_code=1)
-        raise SamplerDivergence(f"{path.name}: {exc}", exc.step, exc.chain, exc.trace) from None
+        raise SamplerDivergence(f"{label}: {exc}", exc.step, exc.chain, exc.trace) from None
     trace.attrs["seconds"] = round(time.perf_counter() - t0, 1)
     save_trace(trace, path)
     partial.unlink(missing_ok=True)
-    log.info("%s: sampled in %.1fs", path, trace.attrs["seconds"])
+    log.info("%s: sampled in %.1fs", label, trace.attrs["seconds"])
     return trace
 
 
