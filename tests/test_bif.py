@@ -122,7 +122,7 @@ def test_influence_rows_and_metrics(monkeypatch):
                 "negative": hi < 0, "llc_per_chain": [mean] * 4}
 
     monkeypatch.setattr(influence, "llc", stub_llc)
-    p = types.SimpleNamespace(seed=0, influence=types.SimpleNamespace(bootstrap=50, level=0.9, pearson=True, draw_blocks=4))
+    p = types.SimpleNamespace(seed=0, influence=types.SimpleNamespace(bootstrap=50, level=0.9, pearson=True))
     rows = [influence.curve_row(s, influence.analyse(fake_trace(3.0, s), p)) for s in (0, 1, 2, 4)]
     assert [r["llc_negative"] for r in rows] == [False, False, True, False]
     r = rows[0]
@@ -152,7 +152,7 @@ def test_intervals_with_resampled_draws_hold_another_seed():
     for seed in range(20):
         a, b = planted(1.0, chains=2, draws=20, seed=seed), planted(1.0, chains=2, draws=20, seed=100 + seed)
         other = block_aggregates(form(b), LABELS, GROUPS, n_boot=10)["correct->buggy"]["mean"]
-        for name, resample in (("problems", None), ("problems and draws", draw_resampler(a, form, 4))):
+        for name, resample in (("problems", None), ("problems and draws", draw_resampler(a, form))):
             agg = block_aggregates(form(a), LABELS, GROUPS, n_boot=300, seed=seed, resample=resample)
             covered[name] += agg["correct->buggy"]["lo"] <= other <= agg["correct->buggy"]["hi"]
     assert covered["problems and draws"] >= 15

@@ -24,7 +24,7 @@ BLOCKS = ("correct_to_correct", "correct_to_buggy", "buggy_to_buggy")
 
 INFLUENCE = {"final_step": 2000, "final_llc": 149.05, "final_llc_lo": 147.6, "final_llc_hi": 150.4,
              "final_llc_se": 0.8, "final_llc_negative": False, "llc_negative_steps": [],
-             "final_common_mode_share": 0.41, "final_common_mode_alignment": 0.93,
+             "final_obs_rhat": 1.02, "final_obs_ess": 61.0, "final_common_mode_share": 0.41, "final_common_mode_alignment": 0.93,
              **{f"final_{b}{v}{e}": x for b, x in zip(BLOCKS, (-0.117, -0.113, -0.089)) for v in ("", "_mode_removed")
                 for e in ("", "_lo", "_hi")},
              "sign_flips": {"correct_to_buggy": []}, "peaks": {"llc": [], "correct_to_buggy": [256]},

@@ -222,12 +222,10 @@ class InfluenceParams:
     bootstrap: int = 500             # problem-level resamples for block-aggregate intervals
     level: float = 0.9               # interval coverage
     pearson: bool = True             # block aggregates of the Pearson form (else covariance)
-    draw_blocks: int = 4             # contiguous blocks of draws per chain resampled with the problems
 
     def __post_init__(self) -> None:
         _require("influence", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
         _require("influence", "level", self.level, 0 < self.level < 1, "0 < level < 1")
-        _require("influence", "draw_blocks", self.draw_blocks, self.draw_blocks >= 1, ">= 1")
 
 
 @dataclasses.dataclass

@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from emergence.estimators.diagnostics import block_resample
+from emergence.estimators.diagnostics import block_length, block_resample
 from emergence.estimators.llc import check_finite
 
 
@@ -133,10 +133,13 @@ def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None
     return out
 
 
-def draw_resampler(obs: np.ndarray, form: Callable[[np.ndarray], np.ndarray],
-                   blocks: int) -> Callable[[np.random.Generator], np.ndarray]:
+def draw_resampler(obs: np.ndarray, form: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.random.Generator], np.ndarray]:
     """A function rng -> the BIF matrix `form(draws)` of one blocked-bootstrap resample of the
-    draws (chain, draw, n): the Monte Carlo error of a finite chain."""
+    draws (chain, draw, n): the Monte Carlo error of a finite chain. Blocks are at least twice
+    the autocorrelation time of the mean loss long (``diagnostics.block_length``), the slowest
+    mode of the per-sample losses as a rule."""
+    blocks = max(obs.shape[1] // block_length(np.asarray(obs).mean(-1)), 1)
+
     def resample(rng: np.random.Generator) -> np.ndarray:
         chain, draw = block_resample(*obs.shape[:2], blocks, rng)
         return form(obs[chain, draw][None])

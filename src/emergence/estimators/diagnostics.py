@@ -74,6 +74,16 @@ def effective_sample_size(x: np.ndarray) -> float:
     return float(chains * n / max(tau, 1.0 / np.log10(max(chains * n, 10))))
 
 
+def block_length(x: np.ndarray) -> int:
+    """Length of the batches / bootstrap blocks of draws x (chains, draws): about sqrt(T) and
+    at least twice the integrated autocorrelation time C T / ESS, at most T (then each chain
+    is one block, and only the spread between chains is left)."""
+    chains, n = x.shape
+    ess = effective_sample_size(x)
+    tau = chains * n / ess if np.isfinite(ess) and ess > 0 else float(n)
+    return int(min(max(np.ceil(np.sqrt(n)), np.ceil(2 * tau)), n))
+
+
 def block_resample(chains: int, draws: int, blocks: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(chain index, draw index) of one blocked-bootstrap resample (Kuensch 1989): each chain
     is cut into `blocks` contiguous blocks and as many blocks are drawn with replacement from

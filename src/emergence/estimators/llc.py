@@ -9,8 +9,8 @@ the minibatch noise cancelled (a control variate); otherwise ``L(w*)`` is the lo
 checkpoint averaged over several batches.
 
 Interval: batch means. Each chain's draws are cut into batches at least twice the
-integrated autocorrelation time long (and about sqrt(T) draws), the batch means of all
-chains are pooled, and SE = sd(batch means) / sqrt(#batches) with a Student-t interval
+integrated autocorrelation time long (and about sqrt(T) draws; ``diagnostics.block_length``),
+the batch means of all chains are pooled, and SE = sd(batch means) / sqrt(#batches) with a Student-t interval
 (Flegal & Jones 2010, arXiv 0811.1729). R-hat and ESS (``diagnostics``) are computed on
 x_t itself, the quantity being averaged. A checkpoint whose interval lies below zero is
 not a local minimum of the sampling loss (the chains find lower loss nearby): flagged as
@@ -24,7 +24,7 @@ import xarray as xr
 from scipy.stats import t as student_t
 
 from emergence.errors import EmergenceError
-from emergence.estimators.diagnostics import effective_sample_size, split_rhat
+from emergence.estimators.diagnostics import block_length, effective_sample_size, split_rhat
 from emergence.sampling.trace import config_of, loss_increase_at_draws
 
 
@@ -40,21 +40,18 @@ def check_finite(values: np.ndarray, what: str) -> None:
                              f"the trace is incomplete or a chain diverged: re-sample with a lower sampler.lr")
 
 
-def batch_means_interval(x: np.ndarray, level: float = 0.9, ess: float | None = None) -> dict:
+def batch_means_interval(x: np.ndarray, level: float = 0.9) -> dict:
     """Mean of draws x (chains, draws), its batch-means standard error and a t interval."""
     chains, n = x.shape
-    ess = effective_sample_size(x) if ess is None else ess
-    tau = chains * n / ess if np.isfinite(ess) and ess > 0 else 1.0
-    length = int(min(max(np.ceil(np.sqrt(n)), np.ceil(2 * tau)), n // 2))
-    if length < 1:
-        return {"mean": float(x.mean()), "se": float("nan"), "lo": float("nan"), "hi": float("nan"),
-                "batches": 0}
+    length = block_length(x)
     per_chain = n // length
     kept = x[:, n - per_chain * length:]  # drop the earliest draws that do not fill a batch
     means = kept.reshape(chains, per_chain, length).mean(axis=2).ravel()
-    se = float(means.std(ddof=1) / np.sqrt(means.size)) if means.size > 1 else float("nan")
-    half = float(student_t.ppf((1 + level) / 2, means.size - 1) * se) if means.size > 1 else float("nan")
     mean = float(x.mean())
+    if means.size < 2:
+        return {"mean": mean, "se": float("nan"), "lo": float("nan"), "hi": float("nan"), "batches": int(means.size)}
+    se = float(means.std(ddof=1) / np.sqrt(means.size))
+    half = float(student_t.ppf((1 + level) / 2, means.size - 1) * se)
     return {"mean": mean, "se": se, "lo": mean - half, "hi": mean + half, "batches": int(means.size)}
 
 
@@ -63,9 +60,8 @@ def llc(trace: xr.Dataset, level: float = 0.9) -> dict:
     nbeta = config_of(trace)["nbeta"]
     x = nbeta * loss_increase_at_draws(trace)
     check_finite(x, "LLC")
-    ess = effective_sample_size(x)
-    interval = batch_means_interval(x, level, ess)
+    interval = batch_means_interval(x, level)
     return {"llc": interval["mean"], "llc_se": interval["se"], "llc_lo": interval["lo"],
             "llc_hi": interval["hi"], "level": level, "batches": interval["batches"],
             "negative": bool(interval["hi"] < 0), "llc_per_chain": x.mean(axis=1).tolist(),
-            "init_loss": float(trace["init_loss"]), "rhat": split_rhat(x), "ess": ess}
+            "init_loss": float(trace["init_loss"]), "rhat": split_rhat(x), "ess": effective_sample_size(x)}

@@ -18,6 +18,7 @@ from emergence.analysis import dynamics, plots
 from emergence.config import load_params
 from emergence.estimators.bif import (bif_matrix, block_aggregates, common_mode, draw_resampler,
                                       without_common_mode)
+from emergence.estimators.diagnostics import effective_sample_size, split_rhat
 from emergence.estimators.llc import llc
 from emergence.io import atomic_path, write_json
 from emergence.sampling.trace import TraceError, load_trace
@@ -53,8 +54,10 @@ def analyse(trace, p) -> dict:
 
     def aggregate(form):
         return block_aggregates(form(obs), labels, groups, n_boot=p.influence.bootstrap, seed=p.seed,
-                                level=p.influence.level, resample=draw_resampler(obs, form, p.influence.draw_blocks))
+                                level=p.influence.level, resample=draw_resampler(obs, form))
+    mean_loss = obs.mean(-1)
     return {"llc": llc(trace, p.influence.level), "blocks": aggregate(raw),
+            "mixing": {"obs_rhat": split_rhat(mean_loss), "obs_ess": effective_sample_size(mean_loss)},
             "blocks_mode_removed": aggregate(removed), "common_mode": common_mode(obs), "cov": cov,
             "pearson": pearson, "labels": labels, "groups": groups, "names": trace["observable"].values.astype(str)}
 
@@ -73,7 +76,8 @@ def curve_row(step: int, r: dict) -> dict:
     e = r["llc"]
     row = {"step": step, "llc": e["llc"], "llc_se": e["llc_se"], "llc_lo": e["llc_lo"], "llc_hi": e["llc_hi"],
            "llc_negative": bool(e["negative"]), "rhat": e["rhat"], "ess": e["ess"],
-           "common_mode_share": r["common_mode"]["share"], "common_mode_alignment": r["common_mode"]["alignment"]}
+           "common_mode_share": r["common_mode"]["share"], "common_mode_alignment": r["common_mode"]["alignment"],
+           **r["mixing"]}
     for variant, field in VARIANTS.items():
         for name, agg in r[field].items():
             key = key_of(name, variant)
@@ -99,6 +103,7 @@ def summarise(rows: list[dict], n_boot: int) -> dict:
             **{f"final_{k}": final[k] for k in ("llc", "llc_lo", "llc_hi", "llc_se")},
             "final_llc_negative": final["llc_negative"],
             "llc_negative_steps": [s for s, ok in zip(steps, eligible) if not ok],
+            "final_obs_rhat": final["obs_rhat"], "final_obs_ess": final["obs_ess"],
             "final_common_mode_share": final["common_mode_share"],
             "final_common_mode_alignment": final["common_mode_alignment"],
             **{f"final_{k}{end}": final[f"{k}{end}"] for k in keys for end in ("", "_lo", "_hi")},

@@ -164,6 +164,8 @@ def _influence(m) -> str:
     return (f"Final LLC (step {m['final_step']}) {_interval(m, 'final_llc', '.1f')} (90% interval){flagged}; "
             f"checkpoints with a negative LLC: {text(m['llc_negative_steps'])}"
             f"{'' if flagged or not m['llc_negative_steps'] else ' (' + NEGATIVE + ')'}. "
+            f"Mixing of the pair losses at the last checkpoint: R-hat {m['final_obs_rhat']:.2f}, ESS "
+            f"{m['final_obs_ess']:.0f} (of the mean pair loss; the BIF intervals widen with it). "
             f"Common mode of the per-sample losses: {100 * m['final_common_mode_share']:.0f}% of their variance "
             f"(alignment with all-ones {m['final_common_mode_alignment']:.2f}). Final BIF blocks, mean [90% interval]: "
             f"{blocks}. BIF sign flips (intervals excluding 0 on both sides): {text(m['sign_flips'])}. Peaks "
