@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDa
 from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import cache_key, save_trace
 from emergence.stages.sample import NOT_IN_KEY, existing, selected_steps, weights_digest
-from emergence.stages.train_lm import build_trainer
+from emergence.stages.train_lm import build_trainer, resume_or_clear
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,7 @@ def train(args) -> None:
     meta = {"data_sha256": sha256_file(data_dir / "train.bin"), "params_hash": params_hash((p.seed, c, pt.train)),
             "model_source": "own"}
     writer = CheckpointSeriesWriter(out, c.checkpoint_steps, meta, None, p.train.eval_batch_size)
-    resume = None
-    if writer.resume_path.exists() and (out / "index.json").exists():
-        if {k: read_json(out / "index.json").get(k) for k in meta} == meta:
-            resume = str(writer.resume_path)
-            log.info("resuming from %s", resume)
-    if resume is None and out.exists():
-        shutil.rmtree(out)
+    resume = resume_or_clear(writer, out, meta)
     t0 = time.perf_counter()
     pl.seed_everything(p.seed, workers=True, verbose=False)
     dm = TokenDataModule(str(data_dir / "train.bin"), str(data_dir / "val.bin"), c.n_ctx, c.batch_size, p.seed,

@@ -58,6 +58,18 @@ def build_trainer(p, callbacks, logger) -> pl.Trainer:
                       num_sanity_val_steps=0, enable_model_summary=False, deterministic=True)
 
 
+def resume_or_clear(writer, out: Path, meta: dict) -> str | None:
+    """`last.ckpt` of an interrupted run of the same data and settings (`meta`), else None
+    with `out` cleared."""
+    if writer.resume_path.exists() and (out / "index.json").exists():
+        if {k: read_json(out / "index.json").get(k) for k in meta} == meta:
+            log.info("resuming from %s", writer.resume_path)
+            return str(writer.resume_path)
+    if out.exists():
+        shutil.rmtree(out)
+    return None
+
+
 def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
     """Train with params `p` on `corpus_dir`, writing the series into `out`; returns the index."""
     tok = load_tokenizer(corpus_dir / "tokenizer.json")
@@ -71,13 +83,7 @@ def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
                                                              p.train.checkpoints.n_linear), meta,
                                     load_pair_sequences(corpus_dir / "pairs_tokens.jsonl", p.model.n_ctx),
                                     p.train.eval_batch_size)
-    resume = None
-    if writer.resume_path.exists() and (out / "index.json").exists():
-        if {k: read_json(out / "index.json").get(k) for k in meta} == meta:
-            resume = str(writer.resume_path)
-            log.info("resuming from %s", resume)
-    if resume is None and out.exists():
-        shutil.rmtree(out)
+    resume = resume_or_clear(writer, out, meta)
     pl.seed_everything(p.seed, workers=True, verbose=False)
     data = TokenDataModule(str(corpus_dir / "train.bin"), str(corpus_dir / "val.bin"), p.model.n_ctx,
                            p.train.batch_size, p.seed, p.train.val_windows)
