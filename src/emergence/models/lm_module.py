@@ -216,6 +216,12 @@ class CheckpointSeriesWriter(pl.Callback):
         self.entries[step] = entry
         self.write_index(complete=False)
 
+    def mark_complete(self) -> None:
+        """After training ran all its steps: the index on disk (written by rank 0, whichever
+        process that was) marked complete."""
+        index = read_json(self.index_path)
+        write_json(self.index_path, {**index, "complete": True})
+
     def write_index(self, complete: bool) -> None:
         """The series so far; ``complete`` only once training ran all its steps (readers refuse a partial one)."""
         write_json(self.index_path, {"checkpoints": [self.entries[s] for s in sorted(self.entries)],

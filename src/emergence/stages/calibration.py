@@ -79,7 +79,7 @@ def train(args) -> None:
                          c.val_windows, aligned=True)
     module = LMModule(model_cfg, c.lr, c.min_lr, c.warmup_steps, c.max_steps, c.weight_decay)
     fit(build_trainer(pt, [writer], None), module, datamodule=dm, ckpt_path=resume)
-    writer.write_index(complete=True)
+    writer.mark_complete()
     seconds = time.perf_counter() - t0
     index = read_json(out / "index.json")["checkpoints"]
     refs = read_json(data_dir / "references.json")["mean"]

@@ -93,7 +93,7 @@ def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
                 ThroughputMonitor(batch_size_fn=_windows_per_batch, length_fn=_tokens_per_window)]
     callbacks = [writer] + (monitors if logger is not None else [])
     fit(build_trainer(p, callbacks, logger), module, datamodule=data, ckpt_path=resume)  # Interrupted on a signal
-    writer.write_index(complete=True)
+    writer.mark_complete()
     return read_json(out / "index.json")
 
 
