@@ -38,6 +38,12 @@ EMERGENCE = {"best_predictor": "top_k", "selected_on": "validation", "final_accu
 SUSCEPTIBILITY = {"observable": "restricted_loss", "final_step": 2000, "final_opposite": ["L1H0", "L0H2"],
                   "final_opposite_significant": ["L1H0"], "opposite_from_step": {},
                   "sae_opposite_significant": {"16": [], "2000": ["SAE3"]}}
+CALIBRATION = {"t_star": 700, "induction_chance": 0.283, "tolerance_checkpoints": 1,
+               "instruments": {"max_induction": {"step": 700, "verdict": "hit"},
+                               "val_loss": {"step": 100, "verdict": "miss"},
+                               "llc": {"step": None, "verdict": "no change"}}}
+CALIBRATION_CURVE = [{"step": s, "max_induction": min(0.3 + s / 1000, 0.8), "val_loss": 1.4 - s / 5000}
+                     for s in range(0, 1050, 50)]
 RLLC = {"final_step": 2000, "final": {"L0": [60.8, 58.0, 63.5], "L1H0": [1.2, -0.4, 2.9]}, "final_negative": [],
         "head_clusters": {"L1H0": 0}}
 
@@ -54,7 +60,9 @@ def _png(path: Path) -> None:
 def fake(tmp_path):
     art = tmp_path / "artifacts"
     for rel, m in (("influence/metrics.json", INFLUENCE), ("emergence/metrics.json", EMERGENCE),
-                   ("susceptibility/metrics.json", SUSCEPTIBILITY), ("rllc/metrics.json", RLLC)):
+                   ("susceptibility/metrics.json", SUSCEPTIBILITY), ("rllc/metrics.json", RLLC),
+                   ("calibration/metrics.json", CALIBRATION), ("calibration/monitors/curve.json", CALIBRATION_CURVE),
+                   ("calibration/llc/curve.json", [{"step": r["step"], "llc": 10.0} for r in CALIBRATION_CURVE])):
         (art / rel).parent.mkdir(parents=True, exist_ok=True)
         (art / rel).write_text(json.dumps(m))
     for rel in ("influence/llc.png", "influence/heatmaps/bif_step_16.png", "influence/heatmaps/bif_step_2000.png",
@@ -82,7 +90,11 @@ def test_page_has_provenance_headline_captions_and_reasons(fake):
     assert "accuracy 0.581 [0.520, 0.640]" in head and "not resolved" in head
     assert "1 component(s) respond significantly" in head and "L1H0" in head
     figures = re.findall(r"<figure>(.*?)</figure>", page)
-    assert len(figures) == 5  # every non-empty file, each with a caption that is not its file name
+    assert len(figures) == 6  # the calibration panel and every non-empty file, each with a caption
+    assert page.index("Calibration: a known transition") < page.index("<h2>Summary</h2>")
+    assert "Ground truth t* = 700" in text and "halfway between chance (0.283)" in text
+    assert re.search(r"<td>max_induction</td><td>700</td><td>hit</td>", page)
+    assert re.search(r"<td>llc</td><td>none</td><td>no change</td>", page)
     for fig in figures:
         cap = re.search(r"<figcaption>(.*?)</figcaption>", fig).group(1)
         assert len(cap) > 40 and ".png" not in cap
@@ -117,5 +129,5 @@ def test_fake_page_renders_in_headless_chromium(fake, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     dom = subprocess.run(flags + ["--dump-dom", fake.as_uri()], capture_output=True, text=True, timeout=120)
     done, total = map(int, dom.stdout.split('data-rendered="')[1].split('"')[0].split("/"))
-    assert total == 5 and done == total
+    assert total == 6 and done == total
     assert not [raw for raw in ("None", "{}", "[]") if raw in visible_text(dom.stdout)]

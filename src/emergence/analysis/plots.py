@@ -73,3 +73,25 @@ def save(fig, path: str | Path) -> Path:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def calibration_panel(curves: dict[str, tuple[Sequence[int], Sequence[float]]], t_star: int | None,
+                      changes: dict[str, int | None]):
+    """Every instrument's curve over the calibration series, each scaled to [0, 1], with the
+    ground-truth transition t* (dashed) and where each instrument places its change (marker)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, (steps, values) in curves.items():
+        v = np.asarray(values, dtype=float)
+        span = np.nanmax(v) - np.nanmin(v)
+        scaled = (v - np.nanmin(v)) / (span if span > 0 else 1.0)
+        line, = ax.plot(steps, scaled, marker="o", ms=2, label=name)
+        if changes.get(name) is not None:
+            ax.plot([changes[name]], [scaled[list(steps).index(changes[name])]], marker="D", ms=9,
+                    color=line.get_color(), markeredgecolor="black")
+    if t_star is not None:
+        ax.axvline(t_star, color="black", ls="--", label=f"t* = {t_star}")
+    ax.set(xlabel="training step", ylabel="scaled to [0, 1]",
+           title="calibration: each instrument's curve; diamond = where it places the change")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

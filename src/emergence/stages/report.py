@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import logging
 import math
 from pathlib import Path
@@ -300,6 +301,42 @@ def figures(artifacts: Path, p) -> tuple[list[str], int]:
     return parts, count
 
 
+CALIBRATION_CAPTION = ("Calibration series (in-context Markov chains, a known induction transition): every "
+                       "instrument's curve scaled to [0, 1]; the dashed line is the ground truth t*, a diamond where "
+                       "the change-point detector places that instrument's change. An instrument is trusted on the "
+                       "code series below only as far as it finds t* here.")
+
+
+def calibration(artifacts: Path) -> str:
+    """The calibration panel: t*, each instrument's verdict, and the curves with their change points."""
+    root = artifacts / "calibration"
+    if not (root / "metrics.json").exists():
+        return ("<h2>Calibration: a known transition</h2><p class='missing'>not run yet: "
+                "`dvc repro calib_verdicts`</p>")
+    m = read_json(root / "metrics.json")
+    rows = read_json(root / "monitors/curve.json")
+    steps = [r["step"] for r in rows]
+    curves = {name: (steps, [r[name] for r in rows]) for name in m["instruments"] if name in rows[0]}
+    if (root / "llc/curve.json").exists():
+        llc_rows = read_json(root / "llc/curve.json")
+        curves["llc"] = ([r["step"] for r in llc_rows], [r["llc"] for r in llc_rows])
+    found = {name: v["step"] for name, v in m["instruments"].items()}
+    buffer = io.BytesIO()
+    fig = plots.calibration_panel(curves, m["t_star"], found)
+    fig.savefig(buffer, format="png", dpi=110)
+    plots.plt.close(fig)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    table = "".join(f"<tr><td>{html.escape(name)}</td><td>{text(v['step'])}</td><td>{html.escape(v['verdict'])}</td></tr>"
+                    for name, v in m["instruments"].items())
+    return (f"<h2>Calibration: a known transition</h2><p>Ground truth t* = {text(m['t_star'])}: the first "
+            f"checkpoint where the strongest head's induction score on the data crosses halfway between chance "
+            f"({m['induction_chance']:.3f}) and its final value. A verdict is a hit when the instrument's change "
+            f"lies within {m['tolerance_checkpoints']} checkpoint(s) of t*.</p>"
+            f"<table><tr><th>instrument</th><th>change at step</th><th>verdict</th></tr>{table}</table>"
+            f"<figure><img src='data:image/png;base64,{image}' alt='calibration panel'>"
+            f"<figcaption>{html.escape(CALIBRATION_CAPTION)}</figcaption></figure>")
+
+
 def page(artifacts: Path, p) -> tuple[str, int]:
     """The whole HTML page and the number of figures on it."""
     if (artifacts / "train/curve.json").exists():
@@ -315,8 +352,8 @@ def page(artifacts: Path, p) -> tuple[str, int]:
     style = ("<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
              ".grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:640px}img{max-width:640px}"
              "figcaption{font-size:12px;color:#444}.missing{border:1px dashed #bbb;padding:1em;color:#666}"
-             ".meta{color:#555}.headline{font-size:1.1em}</style>")
-    parts = [header, f"<p class='headline'>{html.escape(headline(artifacts))}</p>",
+             ".meta{color:#555}.headline{font-size:1.1em}td,th{padding:2px 10px;text-align:left}</style>")
+    parts = [header, f"<p class='headline'>{html.escape(headline(artifacts))}</p>", calibration(artifacts),
              "<h2>Summary</h2>" + summary, *body]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>emergence report</title>{style}</head>"
             f"<body>{''.join(parts)}{CHECK}</body></html>"), count
