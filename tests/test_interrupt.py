@@ -19,6 +19,10 @@ from emergence import cli
 from emergence.interrupt import Interrupted, fit, raise_on_signals
 from test_pipeline import BIN, emergence, env
 
+# whole smoke pipelines run here: the default per-test limit (600 s) is a guard against hangs,
+# too short for a pipeline on a busy 2-core machine
+pytestmark = pytest.mark.timeout(1800)
+
 # --- the Lightning fit helper ---------------------------------------------------------------
 
 

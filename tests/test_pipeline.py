@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# whole smoke pipelines run here: the default per-test limit (600 s) is a guard against hangs,
+# too short for a pipeline on a busy 2-core machine
+pytestmark = pytest.mark.timeout(1800)
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
