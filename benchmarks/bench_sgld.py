@@ -48,7 +48,7 @@ def _setup(tmp: str, n_obs: int = N_OBS):
 
 def _sampler_params(chains=CHAINS):
     from emergence.config import SamplerParams
-    return SamplerParams(lr=LR, nbeta=NBETA, localization=GAMMA, preconditioned=False, chains=chains,
+    return SamplerParams(lr=LR, nbeta=NBETA, localization=GAMMA, preconditioned=False, rms_adapt="every_step", chains=chains,
                          burn_in=0, draws=DRAWS, thin=1, batch_size=BATCH, obs_every=1, obs_batch_size=BATCH,
                          init_batches=1, paired=False, check_every=DRAWS)
 

@@ -67,7 +67,7 @@ def test_sampling_is_deterministic_and_eval_batch_size_does_not_matter(tiny_mode
 
 
 def test_divergence_stops_with_step_chain_and_hint(tiny_model, tiny_corpus):
-    cfg = SamplerParams(**{**CFG, "lr": 10.0, "draws": 40})
+    cfg = SamplerParams(**{**CFG, "lr": 10.0, "localization": 0.0, "draws": 40})  # no pull to bound the step
     with pytest.raises(SamplerDivergence, match=r"chain \d+ diverged at step \d+.*lower sampler.lr") as info:
         sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 64)
     partial = info.value.trace
@@ -121,7 +121,7 @@ def test_llc_agrees_with_devinterp(tiny_model, tiny_corpus):
                            batch_size=settings["batch_size"], num_burnin_steps=0, device="cpu")
     theirs, theirs_se = float(result["llc_mean"]), float(result["llc_std"]) / 2
     cfg = SamplerParams(lr=settings["lr"], nbeta=settings["nbeta"], localization=settings["localization"],
-                        preconditioned=False, chains=4, burn_in=0, draws=300, batch_size=8, init_batches=32,
+                        preconditioned=False, rms_adapt="every_step", chains=4, burn_in=0, draws=300, batch_size=8, init_batches=32,
                         paired=False)
     ours = llc(sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 63))
     print(f"ours {ours['llc']:.3f} +- {ours['llc_se']:.3f}, devinterp {theirs:.3f} +- {theirs_se:.3f}")

@@ -208,9 +208,10 @@ class SamplerParams:
         _require("sampler", "rms_alpha", self.rms_alpha, self.rms_alpha > 0, "> 0")
         _require("sampler", "rms_adapt", self.rms_adapt, self.rms_adapt in ("burn_in", "every_step"),
                  "burn_in | every_step")
-        if self.preconditioned and self.rms_adapt == "burn_in":
+        if self.rms_adapt == "burn_in":
             _require("sampler", "burn_in", self.burn_in, self.burn_in >= 1,
-                     ">= 1 (the preconditioner is estimated during burn-in)")
+                     ">= 1 with rms_adapt: burn_in (the preconditioner is estimated during burn-in; "
+                     "rms_adapt: every_step needs none)")
 
     @property
     def steps(self) -> int:
