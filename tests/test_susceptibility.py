@@ -178,3 +178,31 @@ def test_units_get_separate_matrices_svds_and_rankings():
     assert [o["component"] for o in tables["sae_activation"]["opposite"]] == ["SAE1"]
     svd = tables["restricted_loss"]["svd"]
     assert len(svd["component_loadings"]) == 2 and svd["singular_values"][0] < 1e-2
+
+
+def test_output_norm_chi_with_the_default_sampler():
+    """The pipeline's sampler settings (frozen preconditioner, eps, n*beta, gamma from params.yaml):
+    a ~ N(0, s2) with s2 = 1 / (n*beta + gamma), so chi_A = -c Var(a^2) = -2 c s2^2 and chi_B = 0."""
+    import dataclasses
+
+    from conftest import ROOT
+
+    from emergence.config import load_params
+    from emergence.models.toy import sample_potential
+    c = 2.0
+
+    def observe(m):
+        ref = float(m())
+        return {"obs": torch.tensor([ref, ref + c * float(m.a ** 2)]), "token_obs": None,
+                "component_obs": torch.tensor([float(m.a ** 2), float(m.b ** 2)])}
+    obs = Observables(observe, ["ref", "shift"], np.array(["sampling", "shift"]), np.array(["x", "x"]),
+                      components=["A", "B"])
+    cfg = dataclasses.replace(load_params(ROOT / "params.yaml").sampler, chains=8, draws=8000, obs_every=4,
+                              check_every=1000, paired=False)
+    ds = sample_potential(TwoComponents(), cfg, TwoComponents.forward, obs)
+    chi = susceptibility_matrix(ds["component_obs"].values, ds["obs"].values, np.array(["sampling", "shift"]),
+                                ["shift"])
+    s2 = 1.0 / (cfg.nbeta + cfg.localization)
+    print(f"chi_A default sampler {chi[0, 0]:.3e} vs exact {-2 * c * s2 ** 2:.3e}")
+    assert chi[0, 0] == pytest.approx(-2 * c * s2 ** 2, rel=0.2)
+    assert abs(chi[1, 0]) < 0.1 * 2 * c * s2 ** 2
