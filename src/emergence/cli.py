@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from emergence.errors import one_line
@@ -79,6 +81,7 @@ ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"),
 # keep "same seed, same commit => same numbers" true under any load.
 DETERMINISM = {"MKL_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO,STRICT"}
 LOG_DIR = Path(".cache") / "logs"  # one log file per stage invocation, under the working directory
+TIMINGS = LOG_DIR / "timings.jsonl"  # one line per finished stage: where the time of a run goes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -125,6 +128,17 @@ def report(exc: Exception, to_file: logging.Handler) -> None:
     log.error("%s (log: %s)", one_line(exc), to_file.baseFilename)
 
 
+def record_time(args, seconds: float) -> None:
+    """Wall time of a finished stage: to its log and to ``.cache/logs/timings.jsonl``, never into a
+    tracked output (a timing differs run to run; W&B records each run's own ``_runtime``)."""
+    step = getattr(args, "step", None)
+    logging.getLogger("emergence").info("%s finished in %.1f s", args.stage if step is None else f"{args.stage}@{step}",
+                                        seconds)
+    with TIMINGS.open("a") as f:
+        f.write(json.dumps({"stage": args.stage, "step": step, "seconds": round(seconds, 1),
+                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one stage. Exit status: 0 done; 2 an error (one line; the traceback in the log file, or on
     stderr with --debug); 128 + the signal number when SIGTERM (143) or SIGINT (130) stopped it."""
@@ -134,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in DETERMINISM.items():  # before torch loads MKL
         os.environ.setdefault(key, value)
     module_name, func = ENTRY.get(args.stage, (f"emergence.stages.{args.stage}", "main"))
+    t0 = time.perf_counter()
     try:
         with raise_on_signals():
             getattr(importlib.import_module(module_name), func)(args)
@@ -142,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         report(exc, to_file)
         return exc.exit_code if isinstance(exc, Interrupted) else 2
+    record_time(args, time.perf_counter() - t0)
     return 0
 
 

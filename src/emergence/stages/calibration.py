@@ -87,10 +87,9 @@ def train(args) -> None:
     write_json(report / "curve.json", [{"step": e["step"], "val_loss": e["val/loss"]} for e in index])
     write_json(report / "metrics.json", {"final_step": index[-1]["step"], "val_loss": index[-1]["val/loss"],
                                          **{f"{k}_reference": v for k, v in refs.items()}})
-    write_json(report / "timing.json", {"seconds": round(seconds, 1),
-                                        "tokens_per_second": round(c.max_steps * c.batch_size * c.n_ctx / seconds)})
-    log.info("calibration series: %d steps in %.0f s; val loss %.4f (unigram %.4f, bigram %.4f)",
-             c.max_steps, seconds, index[-1]["val/loss"], refs["unigram"], refs["bigram"])
+    log.info("calibration series: %d steps in %.0f s (%.0f tokens/s); val loss %.4f (unigram %.4f, bigram %.4f)",
+             c.max_steps, seconds, c.max_steps * c.batch_size * c.n_ctx / seconds, index[-1]["val/loss"],
+             refs["unigram"], refs["bigram"])
 
 
 def monitors(args) -> None:

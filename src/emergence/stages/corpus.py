@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,6 @@ def tokenise_pairs(tok, rows: list[dict]) -> list[dict]:
 
 def main(args) -> None:
     p = load_params(args.params)
-    t0 = time.perf_counter()
     rows, _ = read_pairs(args.pairs)
     texts = [r[k] for r in rows for k in ("correct_code", "buggy_code")]
     c = corpus.build_corpus(args.stdlib, texts, p.seed, p.corpus.val_percent,
@@ -66,7 +64,6 @@ def main(args) -> None:
     metrics.update(duplicates=len(c.duplicates), contaminated=len(c.contaminated),
                    too_large=len(c.too_large))
     write_json(out / "metrics.json", metrics)
-    write_json(out / "timing.json", {"seconds": round(time.perf_counter() - t0, 1)})
     log.info("corpus metrics: %s", json.dumps(metrics))
 
 

@@ -3,7 +3,6 @@ and every dropped user row with the reason (`rejected.jsonl`)."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from emergence.config import ConfigError, load_params
@@ -24,7 +23,6 @@ def check_extra_files(paths: list[str]) -> None:
 def main(args) -> None:
     p = load_params(args.params)
     check_extra_files(p.pairs.extra_files)
-    t0 = time.perf_counter()
     limits = p.sandbox.limits()
     problems = pairs.load_humaneval(args.humaneval)
     problems = problems[:p.pairs.max_problems] if p.pairs.max_problems else problems
@@ -49,7 +47,6 @@ def main(args) -> None:
                "malformed_user_rows": sum(r["reason"] == "malformed" for r in rejected),
                "rejected_user_rows": len(rejected)}
     write_json(out / "metrics.json", metrics)
-    write_json(out / "timing.json", {"seconds": round(time.perf_counter() - t0, 1)})
     log.info("%d pairs over %d problems (%d verified, %d unverified): %s", metrics["pairs"],
              metrics["problems"], metrics["verified"], metrics["unverified"], metrics["per_kind"])
     if rejected:

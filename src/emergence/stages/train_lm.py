@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +127,6 @@ def main(args) -> None:
     p = load_params(args.params)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     corpus_dir, out = Path(args.corpus), Path(args.out)
-    t0 = time.perf_counter()
     logger = lightning_logger("train_lm", p)
     index = (index_revisions if p.model.source == "hf" else train)(p, corpus_dir, out, logger)
     last = index["checkpoints"][-1]
@@ -141,7 +139,6 @@ def main(args) -> None:
     write_json(report / "metrics.json", metrics)
     write_json(report / "curve.json", [{k.replace("/", "_"): v for k, v in c.items() if k != "file"}
                                        for c in index["checkpoints"]])
-    write_json(report / "timing.json", {"seconds": round(time.perf_counter() - t0, 1)})
     if logger is not None:
         logger.experiment.summary.update(metrics)
         log_reference(logger.experiment, "checkpoints", "model", out)
