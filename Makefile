@@ -14,7 +14,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser test run smoke data bench sweep compare clean
+.PHONY: install browser test run smoke data params pull bench sweep compare clean
 
 install: $(VENV)/.installed browser
 
@@ -34,6 +34,12 @@ test: install
 
 data: install
 	$(PY) -m emergence raw
+
+params: install  # params.yaml = conf/config.yaml composed with conf/profile/default.yaml
+	$(PY) -m emergence profile --name default --out .
+
+pull: install  # a tagged run's outputs from the DVC remote (named, with the fix, when it is missing)
+	$(PY) -m emergence remote && dvc pull
 
 run: data
 	EMERGENCE_RUN_GROUP=run-$$(date +%Y%m%d-%H%M%S) dvc repro

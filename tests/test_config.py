@@ -37,12 +37,30 @@ def test_missing_file():
         load_params("nope.yaml")
 
 
-@pytest.mark.parametrize("profile", sorted((ROOT / "conf" / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_profile_merges_into_valid_params(profile, tmp_path):
-    from emergence.config import load_params, merged_yaml
-    (tmp_path / "params.yaml").write_text(merged_yaml(ROOT / "params.yaml", profile))
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "conf" / "profile").glob("*.yaml")))
+def test_every_profile_composes_into_valid_params(profile, tmp_path):
+    from emergence.config import compose, load_params
+    (tmp_path / "params.yaml").write_text(compose(profile))
     p = load_params(tmp_path / "params.yaml")
-    assert p.model.source in ("own", "hf")
+    assert p.profile == profile and p.model.source in ("own", "hf")
+
+
+def test_params_yaml_is_the_default_composition_of_conf():
+    """params.yaml is generated (`make params`): it may not drift from conf/config.yaml."""
+    import yaml
+    from emergence.config import compose
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == yaml.safe_load(compose("default"))
+
+
+def test_composition_is_the_one_dvc_exp_run_writes(tmp_path):
+    """`dvc exp run -S profile=smoke -S sampler.draws=9` composes with DVC's own Hydra call."""
+    import yaml
+    from dvc.utils.hydra import compose_and_dump
+    from emergence.config import compose
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), ["profile=smoke", "sampler.draws=9"])
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load(compose("smoke", ["sampler.draws=9"]))
+    assert yaml.safe_load(out.read_text())["sampler"]["draws"] == 9
 
 
 @pytest.mark.parametrize("override, typo, suggestion", [
@@ -57,10 +75,14 @@ def test_a_typo_names_the_nearest_key(override, typo, suggestion):
 
 
 def test_a_typo_in_a_profile_is_named(tmp_path):
-    from emergence.config import merged_yaml
-    (tmp_path / "typo.yaml").write_text("sae:\n  expanson: 4\n")
+    import shutil
+    from emergence.config import compose
+    conf = shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    (conf / "profile" / "typo.yaml").write_text("# @package _global_\nsae:\n  expanson: 4\n")
     with pytest.raises(ConfigError, match="did you mean sae.expansion"):
-        merged_yaml(ROOT / "params.yaml", tmp_path / "typo.yaml")
+        compose("typo", conf=conf)
+    with pytest.raises(ConfigError, match="no profile 'smok'.*smoke"):
+        compose("smok", conf=conf)
 
 
 @pytest.mark.parametrize("section", ["sampler", "sae", "rllc"])

@@ -45,9 +45,50 @@ def smoke_workspace(tmp: Path, overrides: list[str] = ()) -> Path:
     return ws
 
 
+def git(*args, cwd: Path) -> str:
+    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+    return subprocess.run(["git", *ident, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def dvc(*args, cwd: Path, tmp: Path, check=True) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env(tmp), capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def project_copy(dest: Path) -> Path:
+    """This checkout as a new git repository (tracked and untracked files, not the ignored ones)
+    with the raw data: what a user's clone of the project holds."""
+    emergence("raw", cwd=ROOT, tmp=dest.parent)
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    shutil.copytree(ROOT / "data", dest / "data")
+    git("init", "-q", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("commit", "-q", "-m", "project", cwd=dest)
+    return dest
+
+
+def smoke_experiment(tmp: Path) -> Path:
+    """The smoke profile as a DVC experiment in a copy of the project (Hydra composes params.yaml),
+    committed and tagged."""
+    repo = project_copy(tmp / "repo")
+    dvc("exp", "run", "-S", "profile=smoke", "--name", "smoke-exp", cwd=repo, tmp=tmp)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "smoke run", cwd=repo)
+    git("tag", "smoke-v1", cwd=repo)
+    return repo
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return [smoke_workspace(tmp_path_factory.mktemp(name)) for name in ("a", "b")]
+    """Two smoke runs from scratch: a profile workspace, and an experiment in a git copy."""
+    return [smoke_workspace(tmp_path_factory.mktemp("a")), smoke_experiment(tmp_path_factory.mktemp("b"))]
 
 
 def metric_files(ws: Path) -> dict[str, object]:
@@ -77,6 +118,35 @@ def test_same_commit_and_params_give_the_same_metrics(runs):
     assert len(a) >= 10 and a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], name
+
+
+def test_a_tag_reproduces_from_a_fresh_clone_with_nothing_re_run(runs, tmp_path):
+    """tag -> dvc push -> fresh clone -> dvc pull: dvc status clean, dvc repro runs nothing, the
+    report byte-identical. (The clone uses this test's environment in place of `make install`.)"""
+    repo = runs[1]
+    clone = repo.parent / "clone"  # the same depth: the remote's relative path resolves the same
+    git("clone", "-q", "--branch", "smoke-v1", str(repo), str(clone), cwd=repo.parent)
+    missing = emergence("remote", cwd=clone, tmp=tmp_path, check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "dvc remote modify local url" in missing.stderr
+    dvc("commit", "-f", "-q", "data.dvc", cwd=repo, tmp=tmp_path)  # the raw data into this copy's cache
+    dvc("push", "-q", cwd=repo, tmp=tmp_path)
+    emergence("remote", cwd=clone, tmp=tmp_path)
+    dvc("pull", "-q", cwd=clone, tmp=tmp_path)
+    assert "up to date" in dvc("status", cwd=clone, tmp=tmp_path).stdout
+    repro = dvc("repro", cwd=clone, tmp=tmp_path).stdout
+    assert "Running stage" not in repro and "didn't change" in repro
+    assert (clone / "report/index.html").read_bytes() == (repo / "report/index.html").read_bytes()
+    assert git("status", "--porcelain", cwd=clone) == ""
+
+
+def test_experiments_are_listed_and_diffed(runs, tmp_path):
+    """`dvc exp run -S profile=smoke` made an experiment; its params differ from the default's."""
+    repo = runs[1]
+    assert "smoke-exp" in dvc("exp", "list", "--all-commits", cwd=repo, tmp=tmp_path).stdout
+    shown = dvc("exp", "show", "--csv", "--all-commits", cwd=repo, tmp=tmp_path).stdout
+    assert any(line.startswith("smoke-exp,") for line in shown.splitlines())
+    diff = json.loads(dvc("params", "diff", "HEAD~1", "--json", cwd=repo, tmp=tmp_path).stdout)["params.yaml"]
+    assert (diff["sampler.draws"]["old"], diff["sampler.draws"]["new"]) == (400, 12)
 
 
 def test_report_renders_in_headless_chromium(runs, tmp_path):

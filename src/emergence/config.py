@@ -1,5 +1,7 @@
 """Typed experiment parameters, loaded from params.yaml and validated at start-up.
 
+``conf/config.yaml`` holds every parameter; a profile (``conf/profile/NAME.yaml``) overrides some.
+params.yaml is their Hydra composition, as DVC writes it for ``dvc exp run -S profile=NAME``.
 Each section of params.yaml is a dataclass; omegaconf checks types and unknown keys,
 and ``__post_init__`` checks ranges. A bad value fails with its full key, the value
 and what is allowed, before any work starts.
@@ -370,6 +372,7 @@ class CalibrationParams:
 
 @dataclasses.dataclass
 class Params:
+    profile: str = "default"   # the conf/profile/ composed into this file
     seed: int = 0
     sandbox: SandboxParams = dataclasses.field(default_factory=SandboxParams)
     pairs: PairsParams = dataclasses.field(default_factory=PairsParams)
@@ -431,11 +434,25 @@ def _validated(source: str, *configs) -> Params:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def merged_yaml(base: str | Path, profile: str | Path, overrides: list[str] | None = None) -> str:
-    """params.yaml with a profile's values (then `key=value` overrides) merged in, validated, as YAML."""
-    merged = OmegaConf.merge(OmegaConf.load(base), OmegaConf.load(profile), OmegaConf.from_dotlist(overrides or []))
-    _validated(str(profile), merged)
-    return OmegaConf.to_yaml(merged)
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose(profile: str = "default", overrides: list[str] | None = None, conf: str | Path = CONF) -> str:
+    """params.yaml for `profile` plus Hydra `key=value` overrides, validated, as YAML: the same
+    composition DVC's Hydra integration writes for ``dvc exp run -S profile=NAME -S key=value``."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+    conf = Path(conf).resolve()
+    known = sorted(p.stem for p in (conf / "profile").glob("*.yaml"))
+    if profile not in known:
+        raise ConfigError(f"no profile {profile!r} in {conf / 'profile'} (have {known})")
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=[f"profile={profile}", *(overrides or [])])
+    except HydraException as exc:
+        raise ConfigError(f"{conf}: {exc}") from None
+    _validated(f"{conf / 'profile' / profile}.yaml", cfg)
+    return OmegaConf.to_yaml(cfg)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
