@@ -14,7 +14,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser test run smoke data params pull bench sweep compare clean
+.PHONY: install browser test run smoke data params pull plots bench sweep compare clean
 
 install: $(VENV)/.installed browser
 
@@ -37,6 +37,9 @@ data: install
 
 params: install  # params.yaml = conf/config.yaml composed with conf/profile/default.yaml
 	$(PY) -m emergence profile --name default --out .
+
+plots: install  # dvc.yaml's plots as SVG in dvc_plots/index.html, drawn offline (dvc plots show needs a CDN)
+	$(PY) -m emergence plots
 
 pull: install  # a tagged run's outputs from the DVC remote (named, with the fix, when it is missing)
 	$(PY) -m emergence remote && dvc pull

@@ -149,6 +149,37 @@ def test_experiments_are_listed_and_diffed(runs, tmp_path):
     assert (diff["sampler.draws"]["old"], diff["sampler.draws"]["new"]) == (400, 12)
 
 
+def encoded_fields(spec, channel: str) -> set[str]:
+    """Every field a Vega-Lite spec (with its layers) puts on `channel`."""
+    found = set()
+    if isinstance(spec, dict):
+        enc = spec.get("encoding", {}).get(channel)
+        if isinstance(enc, dict) and "field" in enc:
+            found.add(enc["field"])
+        for value in spec.values():
+            found |= encoded_fields(value, channel)
+    elif isinstance(spec, list):
+        for value in spec:
+            found |= encoded_fields(value, channel)
+    return found
+
+
+def test_dvc_plots_render_offline_with_the_right_encodings(runs, tmp_path):
+    """dvc.yaml's plots: no step-against-step plot, one line per component where a file holds
+    several, scatters coloured by step; `emergence plots` draws them with no network."""
+    from emergence.tracking.dvc_plots import render, specs
+    plots = specs(cwd=runs[1])
+    assert not any(name.endswith(".json") for name in plots), "stage-level plots render every field against step"
+    for name, entries in plots.items():
+        spec = entries[0]["content"]
+        assert encoded_fields(spec, "x") & encoded_fields(spec, "y") == set(), name
+    assert encoded_fields(plots["refined LLCs (one line per component)"][0]["content"], "color") == {"component"}
+    umap = plots["Experiment 4 - embryology (UMAP of the components' profiles)"][0]["content"]
+    assert encoded_fields(umap, "color") == {"step"}
+    page, skipped = render(plots)
+    assert page.count("<svg") == len(plots) and not skipped and "<script" not in page
+
+
 def test_report_renders_in_headless_chromium(runs, tmp_path):
     if CHROMIUM is None:
         if os.environ.get("CI"):

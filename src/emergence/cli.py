@@ -51,6 +51,8 @@ STAGES = {
     "compare": ("key metrics across DVC experiments and local W&B runs", [("--wandb-dir", None)]),
     "profile": ("params.yaml for conf/profile/NAME.yaml (plus --set key=value ...), here or in a new workspace",
                 [("--name", "smoke"), ("--out", "build/smoke"), ("--set", [])]),
+    "plots": ("dvc.yaml's plots rendered offline to SVG (--revs A B: overlay revisions or experiments)",
+              [("--revs", []), ("--out", "dvc_plots")]),
     "remote": ("check the DVC remote that dvc pull and dvc push use (make pull runs it first)", []),
     "sweep": ("offline SGLD hyperparameter sweep with W&B's sweep engine",
               [("--config", "conf/sweeps/sgld.yaml"), ("--trials", 8, int), ("--step", None, int),
@@ -74,7 +76,7 @@ STAGES = {
                        [("--monitors", "artifacts/calibration/monitors"), ("--llc", "artifacts/calibration/llc"),
                         ("--out", "artifacts/calibration")]),
 }
-ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"),
+ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"), "plots": ("emergence.tracking.dvc_plots", "main"),
          **{f"calib_{name}": ("emergence.stages.calibration", name)
             for name in ("data", "train", "monitors", "sample", "verdicts")}}
 # MKL may use fewer threads when the machine is busy (MKL_DYNAMIC), which changes the order of
