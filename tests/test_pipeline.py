@@ -149,6 +149,25 @@ def test_experiments_are_listed_and_diffed(runs, tmp_path):
     assert (diff["sampler.draws"]["old"], diff["sampler.draws"]["new"]) == (400, 12)
 
 
+def test_metrics_are_one_compact_table(runs, tmp_path):
+    """DVC's metrics are the stages' headline files: none per checkpoint (their columns would be
+    empty for every experiment with other checkpoints), and every column filled in a finished run."""
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=runs[1], tmp=tmp_path).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert not [f for f in files if "step_" in f]
+    values: dict = {}
+    for f, content in files.items():
+        flat = flat_keys(content["data"])
+        values.update({f"{f}:{k}": v for k, v in flat.items()})
+    assert len(values) <= 200 and not [k for k, v in values.items() if v is None], values
+
+
+def flat_keys(obj, prefix: str = "") -> dict:
+    if isinstance(obj, dict):
+        return {k2: v2 for k, v in obj.items() for k2, v2 in flat_keys(v, f"{prefix}{k}.").items()}
+    return {prefix.rstrip("."): obj}
+
+
 def encoded_fields(spec, channel: str) -> set[str]:
     """Every field a Vega-Lite spec (with its layers) puts on `channel`."""
     found = set()
