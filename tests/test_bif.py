@@ -157,3 +157,15 @@ def test_intervals_with_resampled_draws_hold_another_seed():
             covered[name] += agg["correct->buggy"]["lo"] <= other <= agg["correct->buggy"]["hi"]
     assert covered["problems and draws"] >= 15
     assert covered["problems"] < covered["problems and draws"]
+
+
+def test_blocks_of_any_two_classes_match_the_correct_buggy_blocks():
+    """The calibration's markov/shuffled blocks are the same estimator as correct/buggy, relabelled."""
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(8, 8))
+    labels = np.array(["correct", "buggy"] * 4)
+    groups = np.repeat([f"p{i}" for i in range(4)], 2)
+    named = block_aggregates(m, labels, groups, n_boot=50, seed=3)
+    relabelled = np.where(labels == "correct", "markov", "shuffled")
+    other = block_aggregates(m, relabelled, groups, n_boot=50, seed=3, classes=("markov", "shuffled"))
+    assert other["markov->shuffled"] == named["correct->buggy"] and other["markov->markov"] == named["correct->correct"]

@@ -110,7 +110,8 @@ def test_calibration_stages_end_to_end(tmp_path, monkeypatch):
     from emergence.stages import calibration
     params = OmegaConf.load("params.yaml")
     params.calibration.update(dict(k=3, train_sequences=500, val_sequences=32, monitor_sequences=8, n_ctx=32,
-                                   d_model=16, max_steps=30, checkpoint_every=5, warmup_steps=3, val_windows=8))
+                                   d_model=16, max_steps=30, checkpoint_every=5, warmup_steps=3, val_windows=8,
+                                   observable_sequences=8, bootstrap=20))
     params.calibration.sampler.update(dict(checkpoints=list(range(0, 31, 5)), burn_in=2, draws=6, batch_size=2))
     params.monitors.update(dict(repeat_length=8, batch=2, icl_early=5))
     OmegaConf.save(params, tmp_path / "params.yaml")
@@ -120,16 +121,21 @@ def test_calibration_stages_end_to_end(tmp_path, monkeypatch):
     calibration.data(argparse.Namespace(out=str(d), **ns))
     calibration.train(argparse.Namespace(data=str(d), out=str(ck), report=str(tmp_path / "train"), **ns))
     calibration.monitors(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tmp_path / "mon"), **ns))
-    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tr), report=str(tmp_path / "llc"),
-                                          **ns))
-    calibration.verdicts(argparse.Namespace(monitors=str(tmp_path / "mon"), llc=str(tmp_path / "llc"), out=str(tmp_path),
+    inst = tmp_path / "instruments"
+    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tr), report=str(inst), **ns))
+    calibration.verdicts(argparse.Namespace(monitors=str(tmp_path / "mon"), instruments=str(inst), out=str(tmp_path),
                                             **ns))
     curve = json.loads((tmp_path / "mon" / "curve.json").read_text())
     assert [r["step"] for r in curve] == list(range(0, 31, 5))
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["instruments"]) == {"val_loss", "max_induction", "max_previous_token",
-                                           "max_prefix_matching", "icl", "llc"}
+    top = json.loads((tmp_path / "mon" / "metrics.json").read_text())["top_induction_head"]
+    assert set(metrics["instruments"]) == {"val_loss", "max_induction", "max_previous_token", "max_prefix_matching",
+                                           "icl", "llc", "bif_markov_to_markov", "bif_markov_to_shuffled",
+                                           "bif_shuffled_to_shuffled", f"chi_{top}"}
+    heads = json.loads((inst / "heads.json").read_text())
+    assert {h["component"] for h in heads} == {"L0H0", "L0H1", "L1H0", "L1H1"}
+    assert all(h["chi_lo"] <= h["chi_hi"] for h in heads)
     assert all(v["verdict"] in ("hit", "miss", "no change", "miss (no transition)")
                for v in metrics["instruments"].values())
     refs = json.loads((d / "references.json").read_text())["mean"]

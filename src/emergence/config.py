@@ -339,6 +339,8 @@ class CalibrationParams:
     checkpoint_every: int = 50       # checkpoints at 0, every, 2 x every, ..., max_steps
     val_windows: int = 64
     monitor_sequences: int = 64      # validation sequences the attention monitors read
+    observable_sequences: int = 32   # validation sequences (and their shuffles) the SGLD instruments observe
+    bootstrap: int = 200             # resamples for the BIF-block and susceptibility intervals
     min_rise: float = 0.1            # a transition: the final max induction score exceeds chance by this
     boundary_level: float = 0.99     # a curve changes where a hinge beats a line at this level
     tolerance_checkpoints: int = 1   # an instrument's change within this many checkpoints of t* is a hit
@@ -348,7 +350,7 @@ class CalibrationParams:
         _require("calibration", "k", self.k, 2 <= self.k <= 65535, "2..65535 (ids are stored as uint16)")
         _require("calibration", "alpha", self.alpha, self.alpha > 0, "> 0")
         for key in ("train_sequences", "val_sequences", "n_layer", "n_head", "d_model", "d_mlp", "max_steps",
-                    "batch_size", "checkpoint_every", "val_windows", "monitor_sequences"):
+                    "batch_size", "checkpoint_every", "val_windows", "monitor_sequences", "observable_sequences"):
             _require("calibration", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
         _require("calibration", "n_ctx", self.n_ctx, self.n_ctx >= 2, ">= 2")
         _require("calibration", "d_model", self.d_model, self.d_model % self.n_head == 0,
@@ -360,6 +362,10 @@ class CalibrationParams:
         _require("calibration", "weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0")
         _require("calibration", "monitor_sequences", self.monitor_sequences,
                  self.monitor_sequences <= self.val_sequences, f"<= calibration.val_sequences = {self.val_sequences}")
+        _require("calibration", "observable_sequences", self.observable_sequences,
+                 2 <= self.observable_sequences <= self.val_sequences,
+                 f"2 <= x <= calibration.val_sequences = {self.val_sequences}")
+        _require("calibration", "bootstrap", self.bootstrap, self.bootstrap >= 10, ">= 10")
         _require("calibration", "boundary_level", self.boundary_level, 0 < self.boundary_level < 1, "0 < x < 1")
         _require("calibration", "min_rise", self.min_rise, 0 <= self.min_rise < 1, "0 <= x < 1")
         _require("calibration", "tolerance_checkpoints", self.tolerance_checkpoints, self.tolerance_checkpoints >= 0,

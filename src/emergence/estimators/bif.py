@@ -111,9 +111,10 @@ def token_bif_by_sequence(token_obs: np.ndarray, owner: np.ndarray, n_sequences:
 
 
 def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None = None,
-                copies: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Boolean (n, n) masks of the blocks: correct->correct, correct->buggy, buggy->buggy,
-    each also split into same-problem and different-problem entries. The diagonal
+                copies: np.ndarray | None = None, classes: tuple[str, str] = ("correct", "buggy")) -> dict[str, np.ndarray]:
+    """Boolean (n, n) masks of the blocks of the two `classes` a, b: a->a, a->b, b->b (by default
+    correct->correct, correct->buggy, buggy->buggy), each also split into same-problem and
+    different-problem entries. The diagonal
     (a sequence with itself) is excluded; in a bootstrap sample (`index` with
     repetitions, `copies` numbering the draws of each problem) entries between two
     draws of the same problem are excluded too, so resampling adds no same-problem pairs."""
@@ -122,9 +123,9 @@ def block_masks(labels: np.ndarray, groups: np.ndarray, index: np.ndarray | None
     lab, grp = labels[index], groups[index]
     same = grp[:, None] == grp[None, :]
     off_diag = (index[:, None] != index[None, :]) & ~(same & (copies[:, None] != copies[None, :]))
-    c, b = lab == "correct", lab == "buggy"
-    blocks = {"correct->correct": c[:, None] & c[None, :], "correct->buggy": c[:, None] & b[None, :],
-              "buggy->buggy": b[:, None] & b[None, :]}
+    (na, nb), a, b = classes, lab == classes[0], lab == classes[1]
+    blocks = {f"{na}->{na}": a[:, None] & a[None, :], f"{na}->{nb}": a[:, None] & b[None, :],
+              f"{nb}->{nb}": b[:, None] & b[None, :]}
     out = {}
     for name, m in blocks.items():
         out[name] = m & off_diag
@@ -148,7 +149,8 @@ def draw_resampler(obs: np.ndarray, form: Callable[[np.ndarray], np.ndarray]) ->
 
 def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                      n_boot: int = 500, seed: int = 0, level: float = 0.9,
-                     resample: Callable[[np.random.Generator], np.ndarray] | None = None) -> dict[str, dict]:
+                     resample: Callable[[np.random.Generator], np.ndarray] | None = None,
+                     classes: tuple[str, str] = ("correct", "buggy")) -> dict[str, dict]:
     """Mean BIF per block, with a bootstrap interval that resamples problems (groups) and,
     with `resample` (see ``draw_resampler``), the draws too: {block: {"mean", "lo", "hi", "skipped"}}.
 
@@ -164,7 +166,7 @@ def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     whose mean and interval are NaN).
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
-    masks = block_masks(labels, groups)
+    masks = block_masks(labels, groups, classes=classes)
     point = {k: _masked_mean(matrix, m) for k, m in masks.items()}
     share = {k: masks[f"{k}/same_problem"].sum() / max(masks[k].sum(), 1) for k in masks if "/" not in k}
     problems = np.unique(groups)
@@ -176,7 +178,7 @@ def block_aggregates(matrix: np.ndarray, labels: np.ndarray, groups: np.ndarray,
         idx = np.concatenate([members[i] for i in draw])
         copies = np.concatenate([np.full(len(members[i]), c) for c, i in enumerate(draw)])
         sub = (matrix if resample is None else resample(rng))[np.ix_(idx, idx)]
-        means = {k: _masked_mean(sub, m) for k, m in block_masks(labels, groups, idx, copies).items()}
+        means = {k: _masked_mean(sub, m) for k, m in block_masks(labels, groups, idx, copies, classes).items()}
         for k in point:
             if "/" in k:
                 boots[k].append(means[k])

@@ -8,9 +8,13 @@ instrument's change point is judged against.
 * `calib_data`: train.bin / val.bin (one sequence per n_ctx + 1 window) and the reference losses;
 * `calib_train`: the checkpoint series (the LM training of `train_lm`, aligned windows);
 * `calib_monitors`: induction (on the data), previous-token, prefix-matching and ICL scores, t*;
-* `calib_sample`: one SGLD trace per sampled checkpoint and the LLC curve with its interval (the
-  only instrument with intervals; without the curve the verdicts cover the monitors' curves);
-* `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*.
+* `calib_sample`: one SGLD trace per sampled checkpoint, observing validation chains ("markov") and
+  the same tokens shuffled within each sequence ("shuffled": unigram counts kept, bigram statistics
+  gone); from it, with intervals: the LLC, the BIF blocks markov->markov, markov->shuffled,
+  shuffled->shuffled, and each head's susceptibility chi = -Cov(phi_head, L_markov - L_shuffled)
+  to the shift toward bigram-dependent data (phi = the head's output norm);
+* `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*; the
+  susceptibility read is that of the top induction head named by the monitors.
 """
 from __future__ import annotations
 
@@ -28,17 +32,23 @@ from emergence.analysis.boundaries import MIN_CHECKPOINTS, change_point
 from emergence.analysis.induction import induction_chance, induction_scores, transition_step
 from emergence.config import load_params, params_hash
 from emergence.data.markov import read_sequences, reference_losses, sample_chains, write_sequences
+from emergence.estimators.bif import bif_matrix, block_aggregates, draw_resampler
 from emergence.estimators.llc import llc
+from emergence.estimators.susceptibility import bootstrap_interval, susceptibility_matrix
 from emergence.interrupt import fit
-from emergence.io import read_json, sha256_file, write_json
+from emergence.io import read_json, seed_for, sha256_file, write_json
 from emergence.models.checkpoints import OwnSeries
 from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
+from emergence.models.scoring import SequenceSet, build_sequences
+from emergence.sampling.observables import sequence_observables
 from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import cache_key, save_trace
-from emergence.stages.sample import NOT_IN_KEY, existing, selected_steps, weights_digest
+from emergence.stages.sample import NOT_IN_KEY, existing, observables_digest, selected_steps, weights_digest
 from emergence.stages.train_lm import build_trainer, resume_or_clear
 
 log = logging.getLogger(__name__)
+SHIFT, REFERENCE = "markov", "shuffled"   # the data shift the instruments read: toward bigram-dependent data
+BLOCKS = (f"{SHIFT}->{SHIFT}", f"{SHIFT}->{REFERENCE}", f"{REFERENCE}->{REFERENCE}")
 
 
 def data(args) -> None:
@@ -128,27 +138,67 @@ def monitors(args) -> None:
     log.info("t* = %s (max induction from chance %.3f to %.3f)", t_star, chance, rows[-1]["max_induction"])
 
 
+def observable_sets(val_bin: Path, c, seed: int) -> list[SequenceSet]:
+    """The first `c.observable_sequences` validation chains ("markov") and the same tokens shuffled
+    within each sequence ("shuffled"); sequence i and its shuffle share group i, every target scored."""
+    seqs = read_sequences(val_bin, c.n_ctx + 1)[:c.observable_sequences]
+    rng = np.random.default_rng(seed_for(seed, "calibration-shuffle"))
+    shuffled = np.stack([rng.permutation(x) for x in seqs])
+    n = len(seqs)
+    return [build_sequences(x.tolist(), [1] * n, c.n_ctx, [f"{label}{i}" for i in range(n)], [label] * n,
+                            [str(i) for i in range(n)]) for x, label in ((seqs, SHIFT), (shuffled, REFERENCE))]
+
+
+def instruments(trace, p) -> tuple[dict, list[dict]]:
+    """The row of one checkpoint (LLC, the three BIF blocks, each with its interval) and one row per
+    head (chi to the shift toward the Markov data, with its blocked-bootstrap interval)."""
+    level, boot = p.influence.level, p.calibration.bootstrap
+    est = llc(trace, level)
+    row = {"llc": est["llc"], "llc_lo": est["llc_lo"], "llc_hi": est["llc_hi"], "rhat": est["rhat"]}
+    obs = trace["obs"].values
+    labels, groups = trace["label"].values.astype(str), trace["group"].values.astype(str)
+    form = lambda draws: bif_matrix(draws, pearson=p.influence.pearson)  # noqa: E731
+    blocks = block_aggregates(form(obs), labels, groups, n_boot=boot, seed=p.seed, level=level,
+                              resample=draw_resampler(obs, form), classes=(SHIFT, REFERENCE))
+    for name in BLOCKS:
+        key = "bif_" + name.replace("->", "_to_")
+        row.update({key: blocks[name]["mean"], f"{key}_lo": blocks[name]["lo"], f"{key}_hi": blocks[name]["hi"]})
+    phi = trace["component_obs"].values
+    chi = susceptibility_matrix(phi, obs, labels, [SHIFT], REFERENCE)[:, 0]
+    lo, hi = bootstrap_interval(phi, obs, labels, [SHIFT], REFERENCE, n_boot=boot, seed=p.seed, level=level)
+    heads = [{"component": str(h), "chi": float(chi[i]), "chi_lo": float(lo[i, 0]), "chi_hi": float(hi[i, 0])}
+             for i, h in enumerate(trace["component"].values)]
+    return row, heads
+
+
 def sample(args) -> None:
     p = load_params(args.params)
     c, cfg = p.calibration, p.calibration.sampler
-    series, out, train_bin = OwnSeries(args.checkpoints), Path(args.out), str(Path(args.data) / "train.bin")
-    rows = []
+    series, out, data_dir = OwnSeries(args.checkpoints), Path(args.out), Path(args.data)
+    train_bin = str(data_dir / "train.bin")
+    sets = observable_sets(data_dir / "val.bin", c, p.seed)
+    rows, head_rows = [], []
     for step in selected_steps(cfg.checkpoints, series.steps):
         ckpt = series.load(step)
+        observables = sequence_observables(sets, cfg.obs_batch_size, component_probe=0, model=ckpt.model)
         settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-        key = cache_key(weights_digest(ckpt.model), sha256_file(train_bin), {**settings, "seed": p.seed,
-                                                                              "n_ctx": c.n_ctx, "aligned": True})
+        key = cache_key(weights_digest(ckpt.model), observables_digest(data_dir, sets, observables),
+                        {**settings, "seed": p.seed, "n_ctx": c.n_ctx, "aligned": True})
         path = out / f"step_{step}.nc"
         trace = existing(path, key)
         if trace is None:
-            trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, attrs={
+            trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, observables, attrs={
                 "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True)
             save_trace(trace, path)
-        est = llc(trace, p.influence.level)
-        rows.append({"step": step, "llc": est["llc"], "llc_lo": est["llc_lo"], "llc_hi": est["llc_hi"],
-                     "rhat": est["rhat"]})
-        log.info("step %d: LLC %.2f [%.2f, %.2f]", step, est["llc"], est["llc_lo"], est["llc_hi"])
-    write_json(Path(args.report) / "curve.json", rows)
+        row, heads = instruments(trace, p)
+        rows.append({"step": step, **row})
+        head_rows += [{"step": step, **h} for h in heads]
+        log.info("step %d: LLC %.2f [%.2f, %.2f]; BIF %s %.3f, %s %.3f; max |chi| %.3g", step, row["llc"],
+                 row["llc_lo"], row["llc_hi"], BLOCKS[0], row["bif_markov_to_markov"], BLOCKS[1],
+                 row["bif_markov_to_shuffled"], max(abs(h["chi"]) for h in heads))
+    report = Path(args.report)
+    write_json(report / "curve.json", rows)
+    write_json(report / "heads.json", head_rows)
 
 
 def _verdict(steps_all: list[int], t_star: int | None, found: dict, tolerance: int) -> str:
@@ -163,15 +213,19 @@ def _verdict(steps_all: list[int], t_star: int | None, found: dict, tolerance: i
 def verdicts(args) -> None:
     p = load_params(args.params)
     c = p.calibration
-    monitors_dir, llc_curve = Path(args.monitors), Path(args.llc) / "curve.json"
+    monitors_dir, sampled = Path(args.monitors), Path(args.instruments)
     truth = read_json(monitors_dir / "metrics.json")
     rows = read_json(monitors_dir / "curve.json")
     steps = [r["step"] for r in rows]
     curves = {name: (steps, [r[name] for r in rows], None, None)
               for name in ("val_loss", "max_induction", "max_previous_token", "max_prefix_matching", "icl")}
-    if llc_curve.exists():
-        llc_rows = read_json(llc_curve)
-        curves["llc"] = tuple([r[k] for r in llc_rows] for k in ("step", "llc", "llc_lo", "llc_hi"))
+    if (sampled / "curve.json").exists():
+        sampled_rows = read_json(sampled / "curve.json")
+        for name in ["llc"] + ["bif_" + b.replace("->", "_to_") for b in BLOCKS]:
+            curves[name] = tuple([r[k] for r in sampled_rows] for k in ("step", name, f"{name}_lo", f"{name}_hi"))
+        head = truth["top_induction_head"]
+        chi = [r for r in read_json(sampled / "heads.json") if r["component"] == head]
+        curves[f"chi_{head}"] = tuple([r[k] for r in chi] for k in ("step", "chi", "chi_lo", "chi_hi"))
     instruments = {}
     for name, (s, v, lo, hi) in curves.items():
         if len(s) < MIN_CHECKPOINTS:

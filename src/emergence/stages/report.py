@@ -317,9 +317,14 @@ def calibration(artifacts: Path) -> str:
     rows = read_json(root / "monitors/curve.json")
     steps = [r["step"] for r in rows]
     curves = {name: (steps, [r[name] for r in rows]) for name in m["instruments"] if name in rows[0]}
-    if (root / "llc/curve.json").exists():
-        llc_rows = read_json(root / "llc/curve.json")
-        curves["llc"] = ([r["step"] for r in llc_rows], [r["llc"] for r in llc_rows])
+    if (root / "instruments/curve.json").exists():  # the SGLD instruments: LLC, BIF blocks, chi per head
+        sampled = read_json(root / "instruments/curve.json")
+        curves.update({name: ([r["step"] for r in sampled], [r[name] for r in sampled])
+                       for name in m["instruments"] if name in sampled[0]})
+        heads = read_json(root / "instruments/heads.json")
+        curves.update({name: ([r["step"] for r in heads if f"chi_{r['component']}" == name],
+                              [r["chi"] for r in heads if f"chi_{r['component']}" == name])
+                       for name in m["instruments"] if name.startswith("chi_")})
     found = {name: v["step"] for name, v in m["instruments"].items()}
     buffer = io.BytesIO()
     fig = plots.calibration_panel(curves, m["t_star"], found)
