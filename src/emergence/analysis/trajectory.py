@@ -20,16 +20,19 @@ def pca(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return u[:, :k] * s[:k], vt[:k], ratio[:k]
 
 
-def turning_points(points: np.ndarray, min_angle_deg: float = 60.0, min_step: float = 1e-9) -> list[int]:
-    """Indices i where the displacement from i-1 to i and from i to i+1 differ by more than
-    `min_angle_deg` (tiny moves are skipped)."""
-    out = []
+def turn_angles(points: np.ndarray, min_step: float = 1e-9) -> np.ndarray:
+    """Angle in degrees between the displacements into and out of each point (NaN at both ends
+    and where a move is shorter than `min_step`)."""
+    angles = np.full(len(points), np.nan)
     for i in range(1, len(points) - 1):
         a, b = points[i] - points[i - 1], points[i + 1] - points[i]
         na, nb = np.linalg.norm(a), np.linalg.norm(b)
-        if na < min_step or nb < min_step:
-            continue
-        angle = np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0)))
-        if angle > min_angle_deg:
-            out.append(i)
-    return out
+        if na >= min_step and nb >= min_step:
+            angles[i] = np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0)))
+    return angles
+
+
+def turning_points(points: np.ndarray, min_angle_deg: float = 60.0, min_step: float = 1e-9) -> list[int]:
+    """Indices i where the displacement from i-1 to i and from i to i+1 differ by more than
+    `min_angle_deg` (tiny moves are skipped)."""
+    return [int(i) for i in np.nonzero(turn_angles(points, min_step) > min_angle_deg)[0]]

@@ -7,7 +7,8 @@ instrument's change point is judged against.
 
 * `calib_data`: train.bin / val.bin (one sequence per n_ctx + 1 window) and the reference losses;
 * `calib_train`: the checkpoint series (the LM training of `train_lm`, aligned windows);
-* `calib_monitors`: induction (on the data), previous-token, prefix-matching and ICL scores, t*;
+* `calib_monitors`: induction (on the data), previous-token, prefix-matching and ICL scores, t*, and
+  the function-space trajectory (PCA of per-token losses, its turning points);
 * `calib_sample`: one SGLD trace per sampled checkpoint, observing validation chains ("markov") and
   the same tokens shuffled within each sequence ("shuffled": unigram counts kept, bigram statistics
   gone); from it, with intervals: the LLC, the BIF blocks markov->markov, markov->shuffled,
@@ -27,7 +28,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from emergence.analysis import heads
+from emergence.analysis import heads, trajectory
 from emergence.analysis.boundaries import MIN_CHECKPOINTS, change_point
 from emergence.analysis.induction import induction_chance, induction_scores, transition_step
 from emergence.config import load_params, params_hash
@@ -38,6 +39,7 @@ from emergence.estimators.susceptibility import bootstrap_interval, susceptibili
 from emergence.interrupt import fit
 from emergence.io import read_json, seed_for, sha256_file, write_json
 from emergence.models.checkpoints import OwnSeries
+from emergence.models.gpt import token_losses
 from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
 from emergence.models.scoring import SequenceSet, build_sequences
 from emergence.sampling.observables import sequence_observables
@@ -110,8 +112,10 @@ def monitors(args) -> None:
     chance = induction_chance(x)
     series = OwnSeries(args.checkpoints)
     losses = {e["step"]: e["val/loss"] for e in series.index["checkpoints"]}
-    rows, induction, previous, prefix = [], [], [], []
+    rows, induction, previous, prefix, per_token = [], [], [], [], []
     for ckpt in series:
+        with torch.inference_mode():
+            per_token.append(token_losses(ckpt.model(x), y).flatten().numpy())
         hooked = ckpt.hooked()
         patterns = heads.attention_patterns(hooked, x)
         induction.append(induction_scores(patterns, x).ravel())
@@ -124,6 +128,12 @@ def monitors(args) -> None:
         log.info("step %d: loss %.4f, max induction %.3f (chance %.3f), max previous-token %.3f",
                  ckpt.step, rows[-1]["val_loss"], rows[-1]["max_induction"], chance, rows[-1]["max_previous_token"])
     steps = [r["step"] for r in rows]
+    pcs, _, explained = trajectory.pca(np.array(per_token), 2)  # the function-space trajectory
+    angles = trajectory.turn_angles(pcs)
+    turns = [steps[i] for i in trajectory.turning_points(pcs, p.probes.turn_degrees)]
+    for row, pc, angle in zip(rows, pcs, angles):
+        row.update({"trajectory_pc1": float(pc[0]), "trajectory_pc2": float(pc[1]),
+                    "trajectory_turn_degrees": None if np.isnan(angle) else float(angle)})
     names = heads.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)
     t_star = transition_step(steps, [r["max_induction"] for r in rows], chance, c.min_rise)
     out = Path(args.out)
@@ -134,7 +144,8 @@ def monitors(args) -> None:
     write_json(out / "metrics.json", {"t_star": t_star, "induction_chance": chance,
                                       "final_max_induction": rows[-1]["max_induction"],
                                       "top_induction_head": names[int(induction[-1].argmax())],
-                                      "top_previous_token_head": names[int(previous[-1].argmax())]})
+                                      "top_previous_token_head": names[int(previous[-1].argmax())],
+                                      "trajectory_explained": explained.tolist(), "trajectory_turns": turns})
     log.info("t* = %s (max induction from chance %.3f to %.3f)", t_star, chance, rows[-1]["max_induction"])
 
 
@@ -236,6 +247,11 @@ def verdicts(args) -> None:
             raise ValueError(f"{name}: change at step {found['step']}, which is not a checkpoint of the series")
         instruments[name] = {**found, "verdict": _verdict(steps, truth["t_star"], found, c.tolerance_checkpoints)}
         log.info("%s: %s at %s (t* = %s)", name, instruments[name]["verdict"], found["step"], truth["t_star"])
+    turns = [(r["trajectory_turn_degrees"], r["step"]) for r in rows
+             if (r.get("trajectory_turn_degrees") or 0) > p.probes.turn_degrees]
+    turn = max(turns)[1] if turns else None  # the sharpest bend of the function-space trajectory
+    instruments["trajectory_turn"] = {"step": turn, "kind": "sharpest turn (PC1, PC2 of per-token losses)",
+                                      "verdict": _verdict(steps, truth["t_star"], {"step": turn}, c.tolerance_checkpoints)}
     write_json(Path(args.out) / "metrics.json", {"t_star": truth["t_star"], "induction_chance": truth["induction_chance"],
                                                  "tolerance_checkpoints": c.tolerance_checkpoints,
                                                  "instruments": instruments})
