@@ -117,10 +117,20 @@ def setup_logging(args) -> logging.Handler:
     handlers = [logging.StreamHandler(), to_file]
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        if not args.verbose:
+            handler.addFilter(quiet_libraries)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=handlers, force=True)
-    for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
     return to_file
+
+
+NOISY = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+
+
+def quiet_libraries(record: logging.LogRecord) -> bool:
+    """Lightning's INFO lines (device summary, tips, `weights_only` notes: dozens per stage) only
+    with --verbose; its warnings always. A handler filter, since Lightning resets its loggers'
+    levels when it is imported."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(NOISY)
 
 
 def report(exc: Exception, to_file: logging.Handler) -> None:
