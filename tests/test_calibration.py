@@ -132,10 +132,10 @@ def test_calibration_stages_end_to_end(tmp_path, monkeypatch):
     top = json.loads((tmp_path / "mon" / "metrics.json").read_text())["top_induction_head"]
     assert set(metrics["instruments"]) == {"val_loss", "max_induction", "max_previous_token", "max_prefix_matching",
                                            "icl", "llc", "bif_markov_to_markov", "bif_markov_to_shuffled",
-                                           "bif_shuffled_to_shuffled", f"chi_{top}", "trajectory_turn"}
+                                           "bif_shuffled_to_shuffled", f"chi_{top}", f"rllc_{top}", "trajectory_turn"}
     heads = json.loads((inst / "heads.json").read_text())
     assert {h["component"] for h in heads} == {"L0H0", "L0H1", "L1H0", "L1H1"}
-    assert all(h["chi_lo"] <= h["chi_hi"] for h in heads)
+    assert all(h["chi_lo"] <= h["chi_hi"] and h["rllc_lo"] <= h["rllc_hi"] for h in heads)
     assert all(v["verdict"] in ("hit", "miss", "no change", "miss (no transition)")
                for v in metrics["instruments"].values())
     refs = json.loads((d / "references.json").read_text())["mean"]

@@ -13,9 +13,10 @@ instrument's change point is judged against.
   the same tokens shuffled within each sequence ("shuffled": unigram counts kept, bigram statistics
   gone); from it, with intervals: the LLC, the BIF blocks markov->markov, markov->shuffled,
   shuffled->shuffled, and each head's susceptibility chi = -Cov(phi_head, L_markov - L_shuffled)
-  to the shift toward bigram-dependent data (phi = the head's output norm);
+  to the shift toward bigram-dependent data (phi = the head's output norm); and each head's
+  weight-refined LLC (SGLD restricted to the head's weights, Wang et al. 2025);
 * `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*; the
-  susceptibility read is that of the top induction head named by the monitors.
+  susceptibility and rLLC read are those of the top induction head named by the monitors.
 """
 from __future__ import annotations
 
@@ -189,19 +190,30 @@ def sample(args) -> None:
     train_bin = str(data_dir / "train.bin")
     sets = observable_sets(data_dir / "val.bin", c, p.seed)
     rows, head_rows = [], []
+    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}, "seed": p.seed,
+                "n_ctx": c.n_ctx, "aligned": True}
     for step in selected_steps(cfg.checkpoints, series.steps):
         ckpt = series.load(step)
+        digest = weights_digest(ckpt.model)
         observables = sequence_observables(sets, cfg.obs_batch_size, component_probe=0, model=ckpt.model)
-        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-        key = cache_key(weights_digest(ckpt.model), observables_digest(data_dir, sets, observables),
-                        {**settings, "seed": p.seed, "n_ctx": c.n_ctx, "aligned": True})
-        path = out / f"step_{step}.nc"
-        trace = existing(path, key)
-        if trace is None:
-            trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, observables, attrs={
-                "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True)
-            save_trace(trace, path)
+
+        def traced(path: Path, key: str, **kwargs):
+            """The trace at `path` if its key matches, else sampled now and saved."""
+            trace = existing(path, key)
+            if trace is None:
+                trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, attrs={
+                    "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True, **kwargs)
+                save_trace(trace, path)
+            return trace
+
+        trace = traced(out / f"step_{step}.nc", cache_key(digest, observables_digest(data_dir, sets, observables),
+                                                           settings), observables=observables)
         row, heads = instruments(trace, p)
+        for h in heads:  # the weight-refined LLC of each head: SGLD restricted to its weights
+            name = h["component"]
+            est = llc(traced(out / f"step_{step}_{name}.nc", cache_key(digest, name, settings), components=[name]),
+                      p.influence.level)
+            h.update({"rllc": est["llc"], "rllc_lo": est["llc_lo"], "rllc_hi": est["llc_hi"]})
         rows.append({"step": step, **row})
         head_rows += [{"step": step, **h} for h in heads]
         log.info("step %d: LLC %.2f [%.2f, %.2f]; BIF %s %.3f, %s %.3f; max |chi| %.3g", step, row["llc"],
@@ -235,8 +247,9 @@ def verdicts(args) -> None:
         for name in ["llc"] + ["bif_" + b.replace("->", "_to_") for b in BLOCKS]:
             curves[name] = tuple([r[k] for r in sampled_rows] for k in ("step", name, f"{name}_lo", f"{name}_hi"))
         head = truth["top_induction_head"]
-        chi = [r for r in read_json(sampled / "heads.json") if r["component"] == head]
-        curves[f"chi_{head}"] = tuple([r[k] for r in chi] for k in ("step", "chi", "chi_lo", "chi_hi"))
+        per_head = [r for r in read_json(sampled / "heads.json") if r["component"] == head]
+        for name in ("chi", "rllc"):
+            curves[f"{name}_{head}"] = tuple([r[k] for r in per_head] for k in ("step", name, f"{name}_lo", f"{name}_hi"))
     instruments = {}
     for name, (s, v, lo, hi) in curves.items():
         if len(s) < MIN_CHECKPOINTS:

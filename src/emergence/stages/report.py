@@ -322,9 +322,10 @@ def calibration(artifacts: Path) -> str:
         curves.update({name: ([r["step"] for r in sampled], [r[name] for r in sampled])
                        for name in m["instruments"] if name in sampled[0]})
         heads = read_json(root / "instruments/heads.json")
-        curves.update({name: ([r["step"] for r in heads if f"chi_{r['component']}" == name],
-                              [r["chi"] for r in heads if f"chi_{r['component']}" == name])
-                       for name in m["instruments"] if name.startswith("chi_")})
+        for kind in ("chi", "rllc"):
+            curves.update({name: ([r["step"] for r in heads if f"{kind}_{r['component']}" == name],
+                                  [r[kind] for r in heads if f"{kind}_{r['component']}" == name])
+                           for name in m["instruments"] if name.startswith(f"{kind}_")})
     found = {name: v["step"] for name, v in m["instruments"].items()}
     buffer = io.BytesIO()
     fig = plots.calibration_panel(curves, m["t_star"], found)
