@@ -48,6 +48,7 @@ from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import cache_key, save_trace
 from emergence.stages.sample import NOT_IN_KEY, existing, observables_digest, selected_steps, weights_digest
 from emergence.stages.train_lm import build_trainer, resume_or_clear
+from emergence.tracking.wandb import init_run, log_curves
 
 log = logging.getLogger(__name__)
 SHIFT, REFERENCE = "markov", "shuffled"   # the data shift the instruments read: toward bigram-dependent data
@@ -268,3 +269,9 @@ def verdicts(args) -> None:
     write_json(Path(args.out) / "metrics.json", {"t_star": truth["t_star"], "induction_chance": truth["induction_chance"],
                                                  "tolerance_checkpoints": c.tolerance_checkpoints,
                                                  "instruments": instruments})
+    run = init_run("calibration", p)
+    for name, (s, v, lo, hi) in curves.items():
+        log_curves(run, f"calibration/{name}", s, {name: v}, intervals=None if lo is None else {name: (lo, hi)})
+    run.summary.update({"calibration/t_star": truth["t_star"],
+                        **{f"calibration/verdict/{name}": v["verdict"] for name, v in instruments.items()}})
+    run.finish()
