@@ -14,7 +14,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser test test-slow run smoke data params pull plots bench sweep compare clean
+.PHONY: install browser test run smoke data params pull plots bench sweep compare clean
 
 install: $(VENV)/.installed browser
 
@@ -31,9 +31,6 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest
-
-test-slow: install  # the tests marked slow: the default calibration series, trained and judged
-	$(PY) -m pytest -m slow
 
 data: install
 	$(PY) -m emergence raw

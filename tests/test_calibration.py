@@ -106,37 +106,45 @@ def test_change_point_finds_a_kink_a_ramp_and_not_noise():
     assert false <= 4                                                   # 80 tests at level 0.99
 
 
-def test_calibration_stages_end_to_end(tmp_path, monkeypatch):
+@pytest.mark.timeout(1800)  # ~2 minutes alone; a busy machine can make it many times that
+def test_default_calibration_forms_the_induction_head_and_every_instrument_gets_a_verdict(tmp_path, monkeypatch):
+    """The calib_* stages at the default training settings (about a minute of training on two idle
+    cores) with a shorter sampler: the induction head forms, the monitors find t* inside the run, and
+    every instrument's change point and verdict against t* is made and recorded (which ones hit is a
+    finding, printed here and reported by the pipeline, not asserted)."""
+    from emergence.config import compose
     from emergence.stages import calibration
-    params = OmegaConf.load("params.yaml")
-    params.calibration.update(dict(k=3, train_sequences=500, val_sequences=32, monitor_sequences=8, n_ctx=32,
-                                   d_model=16, max_steps=30, checkpoint_every=5, warmup_steps=3, val_windows=8,
-                                   observable_sequences=8, bootstrap=20))
-    params.calibration.sampler.update(dict(checkpoints=list(range(0, 31, 5)), burn_in=2, draws=6, batch_size=2))
-    params.monitors.update(dict(repeat_length=8, batch=2, icl_early=5))
+    params = OmegaConf.create(compose("default"))
+    c = params.calibration
+    c.sampler.update(dict(checkpoints=[0, 300, 500, 600, 700, 800, 900, 1200, 1600], draws=20, burn_in=10))
+    c.bootstrap = 50
     OmegaConf.save(params, tmp_path / "params.yaml")
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    d, ck, tr = tmp_path / "data", tmp_path / "ckpt", tmp_path / "traces"
     ns = dict(params=str(tmp_path / "params.yaml"))
+    d, ck, mon, inst = (tmp_path / name for name in ("data", "ckpt", "mon", "instruments"))
     calibration.data(argparse.Namespace(out=str(d), **ns))
     calibration.train(argparse.Namespace(data=str(d), out=str(ck), report=str(tmp_path / "train"), **ns))
-    calibration.monitors(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tmp_path / "mon"), **ns))
-    inst = tmp_path / "instruments"
-    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tr), report=str(inst), **ns))
-    calibration.verdicts(argparse.Namespace(monitors=str(tmp_path / "mon"), instruments=str(inst), out=str(tmp_path),
-                                            **ns))
-    curve = json.loads((tmp_path / "mon" / "curve.json").read_text())
-    assert [r["step"] for r in curve] == list(range(0, 31, 5))
-    assert curve[-1]["val_loss"] < curve[0]["val_loss"]
+    calibration.monitors(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(mon), **ns))
+    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tmp_path / "traces"),
+                                          report=str(inst), **ns))
+    calibration.verdicts(argparse.Namespace(monitors=str(mon), instruments=str(inst), out=str(tmp_path), **ns))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    top = json.loads((tmp_path / "mon" / "metrics.json").read_text())["top_induction_head"]
+    print(json.dumps({k: (v["step"], v["verdict"]) for k, v in metrics["instruments"].items()}))
+    curve = json.loads((mon / "curve.json").read_text())
+    refs = json.loads((d / "references.json").read_text())["mean"]
+    assert refs["bigram"] < refs["unigram"] < refs["uniform"]
+    assert metrics["t_star"] is not None and curve[0]["step"] < metrics["t_star"] < curve[-1]["step"]
+    assert curve[-1]["max_induction"] > metrics["induction_chance"] + c.min_rise     # the head formed
+    assert curve[-1]["val_loss"] < refs["unigram"]                                   # past the unigram plateau
+    assert metrics["instruments"]["max_induction"]["step"] is not None               # the monitor sees a change
+    top = json.loads((mon / "metrics.json").read_text())["top_induction_head"]
     assert set(metrics["instruments"]) == {"val_loss", "max_induction", "max_previous_token", "max_prefix_matching",
                                            "icl", "llc", "bif_markov_to_markov", "bif_markov_to_shuffled",
                                            "bif_shuffled_to_shuffled", f"chi_{top}", f"rllc_{top}", "trajectory_turn"}
+    steps = [r["step"] for r in curve]
+    for name, v in metrics["instruments"].items():
+        assert v["verdict"] in ("hit", "miss", "no change"), (name, v)
+        assert v["step"] is None or v["step"] in steps, (name, v)
     heads = json.loads((inst / "heads.json").read_text())
     assert {h["component"] for h in heads} == {"L0H0", "L0H1", "L1H0", "L1H1"}
     assert all(h["chi_lo"] <= h["chi_hi"] and h["rllc_lo"] <= h["rllc_hi"] for h in heads)
-    assert all(v["verdict"] in ("hit", "miss", "no change", "miss (no transition)")
-               for v in metrics["instruments"].values())
-    refs = json.loads((d / "references.json").read_text())["mean"]
-    assert refs["bigram"] < refs["unigram"] < refs["uniform"]
