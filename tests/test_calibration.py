@@ -148,3 +148,5 @@ def test_default_calibration_forms_the_induction_head_and_every_instrument_gets_
     heads = json.loads((inst / "heads.json").read_text())
     assert {h["component"] for h in heads} == {"L0H0", "L0H1", "L1H0", "L1H1"}
     assert all(h["chi_lo"] <= h["chi_hi"] and h["rllc_lo"] <= h["rllc_hi"] for h in heads)
+    umap = json.loads((inst / "umap.json").read_text())
+    assert len(umap) == 4 * len(c.sampler.checkpoints) and {r["component"] for r in umap} == {h["component"] for h in heads}

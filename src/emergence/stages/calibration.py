@@ -14,7 +14,8 @@ instrument's change point is judged against.
   gone); from it, with intervals: the LLC, the BIF blocks markov->markov, markov->shuffled,
   shuffled->shuffled, and each head's susceptibility chi = -Cov(phi_head, L_markov - L_shuffled)
   to the shift toward bigram-dependent data (phi = the head's output norm); and each head's
-  weight-refined LLC (SGLD restricted to the head's weights, Wang et al. 2025);
+  weight-refined LLC (SGLD restricted to the head's weights, Wang et al. 2025); and a UMAP of the
+  heads' response profiles (chi to each Markov sequence) over checkpoints, as in the embryology view;
 * `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*; the
   susceptibility and rLLC read are those of the top induction head named by the monitors.
 """
@@ -29,14 +30,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from emergence.analysis import heads, trajectory
+from emergence.analysis import embryology, heads, trajectory
 from emergence.analysis.boundaries import MIN_CHECKPOINTS, change_point
 from emergence.analysis.induction import induction_chance, induction_scores, transition_step
 from emergence.config import load_params, params_hash
 from emergence.data.markov import read_sequences, reference_losses, sample_chains, write_sequences
 from emergence.estimators.bif import bif_matrix, block_aggregates, draw_resampler
 from emergence.estimators.llc import llc
-from emergence.estimators.susceptibility import bootstrap_interval, susceptibility_matrix
+from emergence.estimators.susceptibility import bootstrap_interval, sequence_profiles, susceptibility_matrix
 from emergence.interrupt import fit
 from emergence.io import read_json, seed_for, sha256_file, write_json
 from emergence.models.checkpoints import OwnSeries
@@ -162,9 +163,10 @@ def observable_sets(val_bin: Path, c, seed: int) -> list[SequenceSet]:
                             [str(i) for i in range(n)]) for x, label in ((seqs, SHIFT), (shuffled, REFERENCE))]
 
 
-def instruments(trace, p) -> tuple[dict, list[dict]]:
-    """The row of one checkpoint (LLC, the three BIF blocks, each with its interval) and one row per
-    head (chi to the shift toward the Markov data, with its blocked-bootstrap interval)."""
+def instruments(trace, p) -> tuple[dict, list[dict], np.ndarray]:
+    """The row of one checkpoint (LLC, the three BIF blocks, each with its interval), one row per
+    head (chi to the shift toward the Markov data, with its blocked-bootstrap interval) and the
+    heads' response profiles (heads, Markov sequences) for the embryology map."""
     level, boot = p.influence.level, p.calibration.bootstrap
     est = llc(trace, level)
     row = {"llc": est["llc"], "llc_lo": est["llc_lo"], "llc_hi": est["llc_hi"], "rhat": est["rhat"]}
@@ -181,7 +183,7 @@ def instruments(trace, p) -> tuple[dict, list[dict]]:
     lo, hi = bootstrap_interval(phi, obs, labels, [SHIFT], REFERENCE, n_boot=boot, seed=p.seed, level=level)
     heads = [{"component": str(h), "chi": float(chi[i]), "chi_lo": float(lo[i, 0]), "chi_hi": float(hi[i, 0])}
              for i, h in enumerate(trace["component"].values)]
-    return row, heads
+    return row, heads, sequence_profiles(phi, obs, labels, REFERENCE)
 
 
 def sample(args) -> None:
@@ -190,7 +192,7 @@ def sample(args) -> None:
     series, out, data_dir = OwnSeries(args.checkpoints), Path(args.out), Path(args.data)
     train_bin = str(data_dir / "train.bin")
     sets = observable_sets(data_dir / "val.bin", c, p.seed)
-    rows, head_rows = [], []
+    rows, head_rows, profiles = [], [], {}
     settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}, "seed": p.seed,
                 "n_ctx": c.n_ctx, "aligned": True}
     for step in selected_steps(cfg.checkpoints, series.steps):
@@ -209,7 +211,7 @@ def sample(args) -> None:
 
         trace = traced(out / f"step_{step}.nc", cache_key(digest, observables_digest(data_dir, sets, observables),
                                                            settings), observables=observables)
-        row, heads = instruments(trace, p)
+        row, heads, profiles[step] = instruments(trace, p)
         for h in heads:  # the weight-refined LLC of each head: SGLD restricted to its weights
             name = h["component"]
             est = llc(traced(out / f"step_{step}_{name}.nc", cache_key(digest, name, settings), components=[name]),
@@ -223,6 +225,8 @@ def sample(args) -> None:
     report = Path(args.report)
     write_json(report / "curve.json", rows)
     write_json(report / "heads.json", head_rows)
+    umap = embryology.embed(profiles, [h["component"] for h in heads], p.seed, p.susceptibility.umap_neighbors)
+    write_json(report / "umap.json", umap.to_dict(orient="records"))
 
 
 def _verdict(steps_all: list[int], t_star: int | None, found: dict, tolerance: int) -> str:
