@@ -114,8 +114,10 @@ def test_every_stage_ran_and_wrote_its_outputs(runs):
 
 
 def test_same_commit_and_params_give_the_same_metrics(runs):
+    """The profile workspace and the experiment in the project copy: the same metrics. (The copy also
+    holds the default study's committed per-checkpoint SAE files, for checkpoints smoke does not have.)"""
     a, b = (metric_files(ws) for ws in runs)
-    assert len(a) >= 10 and a.keys() == b.keys()
+    assert len(a) >= 10 and a.keys() <= b.keys()
     for name in a:
         assert a[name] == b[name], name
 
