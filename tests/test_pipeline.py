@@ -24,6 +24,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 def env(tmp: Path) -> dict:
     e = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", WANDB_MODE="offline", WANDB_DIR=str(tmp / "wandb"),
              WANDB_CONFIG_DIR=str(tmp / "wandb-config"), EMERGENCE_RUN_GROUP="test", DVC_NO_ANALYTICS="1")
+    for who in ("AUTHOR", "COMMITTER"):  # dvc exp run commits; a machine without a git identity too
+        e.setdefault(f"GIT_{who}_NAME", "test")
+        e.setdefault(f"GIT_{who}_EMAIL", "test@localhost")
     (tmp / "wandb").mkdir(parents=True, exist_ok=True)
     return e
 
