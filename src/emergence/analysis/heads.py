@@ -48,7 +48,11 @@ def previous_token_scores(patterns: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def icl_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, early: int, late: int) -> float:
     """Mean loss at token `late` minus mean loss at token `early` (negative: context helps)."""
-    losses = token_losses(model(x), y)
+    return icl_from_losses(token_losses(model(x), y), early, late)
+
+
+def icl_from_losses(losses: torch.Tensor, early: int, late: int) -> float:
+    """`icl_score` from per-token losses (batch, position) already computed."""
     return float(losses[:, late].mean() - losses[:, early].mean())
 
 
