@@ -118,8 +118,8 @@ def monitors(args) -> None:
     rows, induction, previous, prefix, per_token = [], [], [], [], []
     for ckpt in series:
         with torch.inference_mode():  # one forward pass: the trajectory's point and the ICL score
-            losses = token_losses(ckpt.model(x), y)
-        per_token.append(losses.flatten().numpy())
+            loss_by_token = token_losses(ckpt.model(x), y)
+        per_token.append(loss_by_token.flatten().numpy())
         hooked = ckpt.hooked()
         patterns = heads.attention_patterns(hooked, x)
         induction.append(induction_scores(patterns, x).ravel())
@@ -128,7 +128,7 @@ def monitors(args) -> None:
                                           p.seed)["prefix_matching"].ravel())
         rows.append({"step": ckpt.step, "val_loss": losses[ckpt.step], "max_induction": float(induction[-1].max()),
                      "max_previous_token": float(previous[-1].max()), "max_prefix_matching": float(prefix[-1].max()),
-                     "icl": heads.icl_from_losses(losses, p.monitors.icl_early, c.n_ctx - 1)})
+                     "icl": heads.icl_from_losses(loss_by_token, p.monitors.icl_early, c.n_ctx - 1)})
         log.info("step %d: loss %.4f, max induction %.3f (chance %.3f), max previous-token %.3f",
                  ckpt.step, rows[-1]["val_loss"], rows[-1]["max_induction"], chance, rows[-1]["max_previous_token"])
     steps = [r["step"] for r in rows]
