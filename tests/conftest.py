@@ -58,3 +58,37 @@ TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.d_mlp=64
 def tiny_params():
     from emergence.config import load_params
     return load_params(ROOT / "params.yaml", TINY)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that read a whole pipeline run last: their pipelines run meanwhile (see pipelines.py)."""
+    import pipelines
+    items.sort(key=lambda item: bool(set(getattr(item, "fixturenames", ())) & pipelines.FIXTURES.keys()))
+
+
+def pytest_collection_finish(session):
+    """Start, in the background, the pipelines that the selected tests read."""
+    import pipelines
+    if session.config.option.collectonly:
+        return
+    used = {f for item in session.items for f in getattr(item, "fixturenames", ())}
+    pipelines.start([name for fixture, names in pipelines.FIXTURES.items() if fixture in used for name in names],
+                    session.config._tmp_path_factory.mktemp)
+
+
+def pytest_sessionfinish(session):
+    import pipelines
+    pipelines.stop()
+
+
+_threads: list[int] = []  # torch's own thread count in this process
+
+
+def pytest_runtest_setup(item):
+    """One torch thread in this process while background pipelines run (two thread pools on two busy
+    cores stall each other), torch's own count again once they are done."""
+    import pipelines
+    import torch
+    if not _threads:
+        _threads.append(torch.get_num_threads())
+    torch.set_num_threads(1 if pipelines.running() else _threads[0])

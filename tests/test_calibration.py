@@ -1,13 +1,13 @@
 """Calibration series: the Markov source, its reference losses, the data-defined attention
 monitors, t* and the change-point detector, and the calib_* stages end to end."""
-import argparse
 import json
 import math
 
 import numpy as np
 import pytest
+
+import pipelines
 import torch
-from omegaconf import OmegaConf
 
 from emergence.analysis.boundaries import change_point
 from emergence.analysis.induction import induction_chance, induction_scores, matching_keys, transition_step
@@ -106,29 +106,23 @@ def test_change_point_finds_a_kink_a_ramp_and_not_noise():
     assert false <= 4                                                   # 80 tests at level 0.99
 
 
+@pytest.fixture(scope="session")
+def calibration_run(tmp_path_factory):
+    """The calib_* stages run by DVC in a default workspace with a shorter sampler (started in the
+    background when the session begins: see pipelines.py)."""
+    return pipelines.result("calibration", tmp_path_factory.mktemp)
+
+
 @pytest.mark.timeout(1800)  # ~2 minutes alone; a busy machine can make it many times that
-def test_default_calibration_forms_the_induction_head_and_every_instrument_gets_a_verdict(tmp_path, monkeypatch):
+def test_default_calibration_forms_the_induction_head_and_every_instrument_gets_a_verdict(calibration_run):
     """The calib_* stages at the default training settings (about a minute of training on two idle
     cores) with a shorter sampler: the induction head forms, the monitors find t* inside the run, and
     every instrument's change point and verdict against t* is made and recorded (which ones hit is a
     finding, printed here and reported by the pipeline, not asserted)."""
-    from emergence.config import compose
-    from emergence.stages import calibration
-    params = OmegaConf.create(compose("default"))
-    c = params.calibration
-    c.sampler.update(dict(checkpoints=[0, 300, 500, 600, 700, 800, 900, 1200, 1600], draws=20, burn_in=10))
-    c.bootstrap = 50
-    OmegaConf.save(params, tmp_path / "params.yaml")
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    ns = dict(params=str(tmp_path / "params.yaml"))
-    d, ck, mon, inst = (tmp_path / name for name in ("data", "ckpt", "mon", "instruments"))
-    calibration.data(argparse.Namespace(out=str(d), **ns))
-    calibration.train(argparse.Namespace(data=str(d), out=str(ck), report=str(tmp_path / "train"), **ns))
-    calibration.monitors(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(mon), **ns))
-    calibration.sample(argparse.Namespace(checkpoints=str(ck), data=str(d), out=str(tmp_path / "traces"),
-                                          report=str(inst), **ns))
-    calibration.verdicts(argparse.Namespace(monitors=str(mon), instruments=str(inst), out=str(tmp_path), **ns))
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    root = calibration_run / "artifacts" / "calibration"
+    d, mon, inst = (root / name for name in ("data", "monitors", "instruments"))
+    c = load_params(calibration_run / "params.yaml").calibration
+    metrics = json.loads((root / "metrics.json").read_text())
     print(json.dumps({k: (v["step"], v["verdict"]) for k, v in metrics["instruments"].items()}))
     curve = json.loads((mon / "curve.json").read_text())
     refs = json.loads((d / "references.json").read_text())["mean"]

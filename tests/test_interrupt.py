@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from emergence import cli
 from emergence.interrupt import Interrupted, fit, raise_on_signals
-from test_pipeline import BIN, emergence, env
+import pipelines
+from pipelines import BIN, env
 
 # whole smoke pipelines run here: the default per-test limit (600 s) is a guard against hangs,
 # too short for a pipeline on a busy 2-core machine
@@ -128,6 +129,19 @@ def test_cli_turns_a_signal_into_143_and_one_line(monkeypatch, tmp_path, capsys)
     assert "Traceback" not in err
 
 
+def test_a_signal_whose_exception_a_library_swallowed_still_stops_the_stage(monkeypatch, tmp_path, capsys):
+    """A signal that lands inside a library's `except Exception` (a W&B log call does this) does not
+    let the stage pass as finished: the CLI still exits 143."""
+    def stage(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Exception:
+            pass  # what the library does
+    assert run_fake_stage(monkeypatch, tmp_path, stage) == 143
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+
+
 def test_cli_error_is_one_line_with_the_log_path(monkeypatch, tmp_path, capsys):
     def stage(args):
         raise ValueError("boom")
@@ -138,6 +152,26 @@ def test_cli_error_is_one_line_with_the_log_path(monkeypatch, tmp_path, capsys):
     assert "Traceback" in log.read_text()
     with pytest.raises(ValueError, match="boom"):  # --debug: the traceback itself
         run_fake_stage(monkeypatch, tmp_path, stage, "--debug")
+
+
+def test_a_repeated_warning_is_shown_once_and_logged(monkeypatch, tmp_path, capsys):
+    """A library that resets Python's once-per-place registry (`catch_warnings`) repeats a warning at
+    every call; the CLI shows each distinct warning once, in the stage's log too."""
+    import warnings
+
+    def stage(args):
+        for _ in range(5):
+            with warnings.catch_warnings():
+                pass
+            warnings.warn("old API", DeprecationWarning, stacklevel=1)
+        warnings.warn("another", UserWarning, stacklevel=1)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    monkeypatch.setattr(warnings, "filters", list(warnings.filters))
+    warnings.simplefilter("default")
+    assert run_fake_stage(monkeypatch, tmp_path, stage) == 0
+    err = capsys.readouterr().err
+    assert err.count("DeprecationWarning: old API") == 1 and err.count("UserWarning: another") == 1
+    assert "DeprecationWarning: old API" in (tmp_path / ".cache" / "logs" / "raw.log").read_text()
 
 
 def test_missing_input_says_how_to_get_it(monkeypatch, tmp_path, capsys):
@@ -168,19 +202,11 @@ def test_a_step_missing_from_hf_revisions_is_named():
 
 # --- under dvc repro: SIGTERM in the middle of train_lm and of sample -------------------------
 
-SLOW = ["pairs.max_problems=20", "pairs.min_pairs=5", "train.max_steps=160", "sampler.draws=100",
-        "sampler.checks=false", "sampler.checkpoints=[0,8,160]", "sae.checkpoints=[0,160]", "rllc.checkpoints=[0,160]"]
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A smoke workspace (longer training and chains, so a signal lands mid-loop) with its corpus built."""
-    tmp = tmp_path_factory.mktemp("interrupt")
-    emergence("raw", cwd=Path(__file__).parents[1], tmp=tmp)
-    ws = tmp / "ws"
-    emergence("profile", "--name", "smoke", "--out", str(ws), "--set", *SLOW, cwd=Path(__file__).parents[1], tmp=tmp)
-    assert dvc(ws, "corpus").returncode == 0
-    return ws
+def interrupt_ws(tmp_path_factory):
+    """A smoke workspace (longer training and chains, so a signal lands mid-loop) with its corpus built
+    (in the background as the session begins: `pipelines.interrupt_workspace`)."""
+    return pipelines.result("interrupt", tmp_path_factory.mktemp)
 
 
 def dvc(ws: Path, *targets: str) -> subprocess.CompletedProcess:
@@ -209,8 +235,8 @@ def locked(ws: Path) -> set:
     return set(yaml.safe_load(lock.read_text())["stages"]) if lock.exists() else set()
 
 
-def test_sigterm_in_train_lm_fails_dvc_and_resumes_from_last_ckpt(workspace):
-    ws = workspace
+def test_sigterm_in_train_lm_fails_dvc_and_resumes_from_last_ckpt(interrupt_ws):
+    ws = interrupt_ws
     ckpts = ws / "artifacts" / "checkpoints"
     res = terminate_when(ws, "train_lm", lambda: (ckpts / "step_8.pt").exists())
     assert res.returncode != 0, res.stdout[-2000:]
@@ -225,8 +251,8 @@ def test_sigterm_in_train_lm_fails_dvc_and_resumes_from_last_ckpt(workspace):
     assert "train_lm" in locked(ws) and json.loads((ckpts / "index.json").read_text())["complete"] is True
 
 
-def test_sigterm_in_sample_fails_dvc_and_keeps_finished_traces(workspace):
-    ws = workspace
+def test_sigterm_in_sample_fails_dvc_and_keeps_finished_traces(interrupt_ws):
+    ws = interrupt_ws
     traces = ws / "artifacts" / "traces"
     res = terminate_when(ws, "sample", lambda: (traces / "step_0.nc").exists())
     assert res.returncode != 0 and "interrupted by SIGTERM" in res.stdout, res.stdout[-2000:]

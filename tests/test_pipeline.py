@@ -5,93 +5,32 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import pipelines
+from pipelines import BIN, ROOT, dvc, emergence, env, git
+
 # whole smoke pipelines run here: the default per-test limit (600 s) is a guard against hangs,
 # too short for a pipeline on a busy 2-core machine
 pytestmark = pytest.mark.timeout(1800)
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def env(tmp: Path) -> dict:
-    e = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", WANDB_MODE="offline", WANDB_DIR=str(tmp / "wandb"),
-             WANDB_CONFIG_DIR=str(tmp / "wandb-config"), EMERGENCE_RUN_GROUP="test", DVC_NO_ANALYTICS="1")
-    for who in ("AUTHOR", "COMMITTER"):  # dvc exp run commits; a machine without a git identity too
-        e.setdefault(f"GIT_{who}_NAME", "test")
-        e.setdefault(f"GIT_{who}_EMAIL", "test@localhost")
-    (tmp / "wandb").mkdir(parents=True, exist_ok=True)
-    return e
-
-
-def emergence(*args, cwd: Path, tmp: Path, check=True) -> subprocess.CompletedProcess:
-    res = subprocess.run([str(BIN / "emergence"), *args], cwd=cwd, env=env(tmp), capture_output=True, text=True)
-    if check and res.returncode != 0:
-        raise AssertionError(f"emergence {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
-    return res
-
-
-def smoke_workspace(tmp: Path, overrides: list[str] = ()) -> Path:
-    emergence("raw", cwd=ROOT, tmp=tmp)
-    ws = tmp / "ws"
-    emergence("profile", "--name", "smoke", "--out", str(ws), *(["--set", *overrides] if overrides else []),
-              cwd=ROOT, tmp=tmp)
-    res = subprocess.run([str(BIN / "dvc"), "repro"], cwd=ws, env=env(tmp), capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return ws
-
-
-def git(*args, cwd: Path) -> str:
-    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-    return subprocess.run(["git", *ident, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
-
-
-def dvc(*args, cwd: Path, tmp: Path, check=True) -> subprocess.CompletedProcess:
-    res = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env(tmp), capture_output=True, text=True)
-    if check and res.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
-
-
-def project_copy(dest: Path) -> Path:
-    """This checkout as a new git repository (tracked and untracked files, not the ignored ones)
-    with the raw data: what a user's clone of the project holds."""
-    emergence("raw", cwd=ROOT, tmp=dest.parent)
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                            check=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    shutil.copytree(ROOT / "data", dest / "data")
-    git("init", "-q", cwd=dest)
-    git("add", "-A", cwd=dest)
-    git("commit", "-q", "-m", "project", cwd=dest)
-    return dest
-
-
-def smoke_experiment(tmp: Path) -> Path:
-    """The smoke profile as a DVC experiment in a copy of the project (Hydra composes params.yaml),
-    committed and tagged."""
-    repo = project_copy(tmp / "repo")
-    dvc("exp", "run", "-S", "profile=smoke", "--name", "smoke-exp", cwd=repo, tmp=tmp)
-    git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "smoke run", cwd=repo)
-    git("tag", "smoke-v1", cwd=repo)
-    return repo
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Two smoke runs from scratch: a profile workspace, and an experiment in a git copy."""
-    return [smoke_workspace(tmp_path_factory.mktemp("a")), smoke_experiment(tmp_path_factory.mktemp("b"))]
+    return [pipelines.result(name, tmp_path_factory.mktemp) for name in pipelines.FIXTURES["runs"]]
+
+
+@pytest.fixture(scope="session")
+def pythia_run(tmp_path_factory):
+    """The smoke profile on tiny local GPT-NeoX revisions (model.source=hf)."""
+    return pipelines.result("pythia", tmp_path_factory.mktemp)
 
 
 def metric_files(ws: Path) -> dict[str, object]:
@@ -288,40 +227,10 @@ def test_compare_reads_dvc_metrics_and_offline_wandb_runs(runs):
     assert "train_lm" in wandb_part and "commit:" in wandb_part and "wandb sync" in wandb_part
 
 
-def tiny_pythia(root: Path) -> Path:
-    """GPT-NeoX revisions step0, step8, step40 (each trained a little more) with their own fast
-    tokenizer, saved as Pythia's are: the offline stand-in for the hub."""
-    import sysconfig
-    import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
-    from emergence.data import tokenizer
-    texts = [p.read_text() for p in sorted((Path(sysconfig.get_paths()["stdlib"]) / "json").glob("*.py"))]
-    tok = tokenizer.train_tokenizer(texts, 400)
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tokenizer.EOT)
-    ids = torch.as_tensor(tokenizer.encode_files(tok, texts).astype("int64"))
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                             intermediate_size=64, max_position_embeddings=128, rotary_pct=0.5))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(41):
-        if step in (0, 8, 40):
-            model.save_pretrained(root / f"step{step}")
-            hf_tok.save_pretrained(root / f"step{step}")
-        starts = torch.randint(0, len(ids) - 65, (8,))
-        batch = torch.stack([ids[a:a + 65] for a in starts])
-        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return root
-
-
-def test_pythia_revisions_run_the_whole_pipeline_as_a_params_change(tmp_path):
+def test_pythia_revisions_run_the_whole_pipeline_as_a_params_change(pythia_run):
     """model.source=hf with local revisions: the corpus and pairs are tokenised with the model's
     tokenizer, train_lm indexes and scores the revisions, and every later stage runs unchanged."""
-    revisions = tiny_pythia(tmp_path / "pythia")
-    ws = smoke_workspace(tmp_path, ["model.source=hf", "model.hf_name=tiny/pythia",
-                                    "model.hf_revisions=[step0,step8,step40]", f"model.hf_local_dir={revisions}"])
+    ws = pythia_run
     index = json.loads((ws / "artifacts/checkpoints/index.json").read_text())
     assert index["model_source"] == "hf" and [c["revision"] for c in index["checkpoints"]] == ["step0", "step8", "step40"]
     losses = [c["val/loss"] for c in index["checkpoints"]]
