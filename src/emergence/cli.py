@@ -8,10 +8,11 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from emergence.errors import one_line
-from emergence.interrupt import Interrupted, raise_on_signals
+from emergence.interrupt import Interrupted, raise_on_signals, received
 
 STAGES = {
     "raw": ("materialise data/ from installed packages", [("--data-dir", "data")]),
@@ -133,6 +134,21 @@ def quiet_libraries(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or not record.name.startswith(NOISY)
 
 
+def warnings_once() -> None:
+    """Each distinct warning (category and place) once per stage, into the log: libraries that enter
+    `warnings.catch_warnings` reset Python's once-per-place registry, so without this a repeated
+    deprecation fills a run's log."""
+    seen: set[tuple] = set()
+    log = logging.getLogger("py.warnings")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if (category, filename, lineno) not in seen:
+            seen.add((category, filename, lineno))
+            log.warning("%s", warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+
+    warnings.showwarning = show
+
+
 def report(exc: Exception, to_file: logging.Handler) -> None:
     """One line on stderr naming the error and the log file; the traceback goes to the file only."""
     log = logging.getLogger("emergence")
@@ -157,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     stderr with --debug); 128 + the signal number when SIGTERM (143) or SIGINT (130) stopped it."""
     args = parser().parse_args(argv)
     to_file = setup_logging(args)
+    warnings_once()
     os.environ.setdefault("WANDB_MODE", "offline")
     for key, value in DETERMINISM.items():  # before torch loads MKL
         os.environ.setdefault(key, value)
@@ -165,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with raise_on_signals():
             getattr(importlib.import_module(module_name), func)(args)
+            if received() is not None:  # its Interrupted was swallowed on the way: still a stopped stage
+                raise Interrupted(received())
     except Exception as exc:
         if args.debug:
             raise

@@ -31,23 +31,38 @@ class Interrupted(EmergenceError):
                          f"re-run `dvc repro` to resume")
 
 
+_received: list[int] = []  # the signals raised as Interrupted inside raise_on_signals
+
+
 def _raise(signum, frame) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def received() -> int | None:
+    """The first signal that arrived inside `raise_on_signals`, even if the Interrupted it raised was
+    swallowed (a library's ``except Exception`` around a callback, e.g. a W&B log call)."""
+    return _received[0] if _received else None
 
 
 @contextlib.contextmanager
 def raise_on_signals() -> Iterator[None]:
     """SIGTERM and SIGINT raise :class:`Interrupted` inside the block (previous handlers restored after)."""
+    _received.clear()
     previous = {s: signal.signal(s, _raise) for s in SIGNALS}
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        _received.clear()
 
 
 def fit(trainer, *args, **kwargs) -> None:
-    """``trainer.fit(*args, **kwargs)``; raises :class:`Interrupted` when a signal stopped it."""
+    """``trainer.fit(*args, **kwargs)``; raises :class:`Interrupted` when a signal stopped it, or
+    before it starts when an earlier signal's exception was swallowed."""
+    if received() is not None:
+        raise Interrupted(received())
     try:
         trainer.fit(*args, **kwargs)
     except KeyboardInterrupt:
