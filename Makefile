@@ -59,14 +59,20 @@ bench: install
 
 SWEEP        ?= conf/sweeps/sgld.yaml
 SWEEP_TRIALS ?= 8
-# online: stop at once without a key, and when `wandb sweep` printed no sweep id;
+SWEEP_ID     ?=
+# online: stop at once without a key, and when `wandb sweep` printed no sweep id; with SWEEP_ID
+# (entity/project/id) join that sweep instead of creating one: one agent per machine, one sweep;
 # offline: the best setting goes to artifacts/sweeps/best.yaml, tracked by DVC (best.yaml.dvc)
 sweep: install
 	@if [ "$$WANDB_MODE" = online ]; then \
 	  $(PY) -c 'from emergence.tracking.sweep import require_api_key; require_api_key()' || exit 1; \
-	  out=$$(wandb sweep --project emergence $(SWEEP) 2>&1); echo "$$out"; \
-	  id=$$(echo "$$out" | sed -n 's/.*wandb agent \(.*\)$$/\1/p' | tail -1); \
-	  [ -n "$$id" ] || { echo "error: no sweep id in the output of \`wandb sweep\` above" >&2; exit 1; }; \
+	  id="$(SWEEP_ID)"; \
+	  if [ -z "$$id" ]; then \
+	    out=$$(wandb sweep --project emergence $(SWEEP) 2>&1); echo "$$out"; \
+	    id=$$(echo "$$out" | sed -n 's/.*wandb agent \(.*\)$$/\1/p' | tail -1); \
+	    [ -n "$$id" ] || { echo "error: no sweep id in the output of \`wandb sweep\` above" >&2; exit 1; }; \
+	    echo "other machines join with: make sweep WANDB_MODE=online SWEEP_ID=$$id"; \
+	  fi; \
 	  wandb agent --count $(SWEEP_TRIALS) $$id; \
 	else \
 	  $(PY) -m emergence sweep --config $(SWEEP) --trials $(SWEEP_TRIALS) --out artifacts/sweeps && \

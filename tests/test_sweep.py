@@ -99,3 +99,23 @@ def test_online_sweep_without_a_key_says_so_and_fails(tmp_path):
     assert res.returncode != 0
     assert "no API key configured: run `wandb login` or set WANDB_API_KEY" in res.stderr
     assert "Missing argument" not in res.stdout + res.stderr
+
+
+def test_another_machine_joins_an_online_sweep_by_its_id(tmp_path):
+    """`make sweep SWEEP_ID=...` starts one more agent on that sweep and creates none (a stand-in
+    `wandb` records its calls: no W&B server here)."""
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bin_dir / "wandb").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.txt"}\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = dict(os.environ, WANDB_MODE="online", WANDB_API_KEY="x" * 40, HOME=str(tmp_path))
+    res = subprocess.run(["make", "-o", "install", "sweep", f"VENV={tmp_path / 'venv'}", "SWEEP_ID=me/emergence/abc123",
+                          "SWEEP_TRIALS=3"], cwd=root, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "calls.txt").read_text().splitlines() == ["agent --count 3 me/emergence/abc123"]
