@@ -1,7 +1,7 @@
 """Whole pipelines for the tests: smoke runs from scratch, started in the background when the
 session begins (pytest_collection_finish in conftest), so that they run while the unit tests do.
 
-Each pipeline process uses one thread (`THREADS`): three small pipelines and the unit tests share
+Each pipeline process uses one thread (`THREADS`): the small pipelines and the unit tests share
 the cores without stalling each other's thread pools. The tests that read a pipeline wait for it
 (`result`) and run last.
 """

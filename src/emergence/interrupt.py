@@ -48,7 +48,6 @@ def received() -> int | None:
 @contextlib.contextmanager
 def raise_on_signals() -> Iterator[None]:
     """SIGTERM and SIGINT raise :class:`Interrupted` inside the block (previous handlers restored after)."""
-    _received.clear()
     previous = {s: signal.signal(s, _raise) for s in SIGNALS}
     try:
         yield
