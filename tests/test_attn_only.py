@@ -8,8 +8,8 @@ from emergence.models.checkpoints import load_checkpoint, save_checkpoint
 from emergence.models.gpt import GPT, GPTConfig
 from emergence.models.hooked import gpt_to_hooked
 from emergence.models.lm_module import TokenWindows, fixed_windows
-from emergence.sampling.chains import FlatChains, component_slices
-from emergence.sampling.observables import component_names, component_norms
+from emergence.models.components import Components
+from emergence.sampling.chains import FlatChains
 
 
 def attn_only_gpt(bias: bool = True) -> GPT:
@@ -45,12 +45,12 @@ def test_attn_only_checkpoint_roundtrip(tmp_path):
 
 def test_attn_only_components_are_heads_only():
     model = attn_only_gpt()
-    assert component_names(model) == ["L0H0", "L0H1", "L1H0", "L1H1"]
+    assert Components(model).names() == ["L0H0", "L0H1", "L1H0", "L1H1"]
     with pytest.raises(ValueError, match="no mlp in layer 0"):
-        component_slices(model, "L0.mlp")
+        Components(model).weights("L0.mlp")
     chains = FlatChains(model, chains=2)
     assert chains.mask_for(["L1"]).sum() > chains.mask_for(["L1H0"]).sum() > 0
-    with component_norms(model) as norms:
+    with Components(model).output_norms() as norms:
         model(torch.randint(0, 7, (2, 16)))
     assert norms().shape == (4,) and bool((norms() > 0).all())
 

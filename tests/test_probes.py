@@ -5,9 +5,10 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from emergence.analysis.patching import (PatchPair, component_hooks, head_groups, logit_lens, patch_effects,
+from emergence.analysis.patching import (PatchPair, logit_lens, patch_effects,
                                          skipped_pairs, total_effect)
 from emergence.analysis.trajectory import pca, turning_points
+from emergence.models.components import hooks
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_patching_finds_the_head_that_carries_the_signal(signal_head_model):
     buggy = correct.clone()
     buggy[3] = 2
     pair = PatchPair(correct, buggy, 3, 4)
-    comps = component_hooks(1, 2, head_groups(1, 2))
+    comps = hooks(1, 2)
     effects = patch_effects(signal_head_model, [pair], comps)[0]      # (components, positions)
     names = list(comps)
     total = dict(zip(names, np.nansum(effects, axis=1)))
@@ -50,7 +51,7 @@ def test_small_gap_pairs_are_counted_and_empty_position_groups_add_nothing(signa
     buggy = correct.clone()
     buggy[3] = 2
     pair = PatchPair(correct, buggy, 3, 4)
-    comps = component_hooks(1, 2, head_groups(1, 2))
+    comps = hooks(1, 2)
     effects = patch_effects(signal_head_model, [pair, pair], comps)
     assert not skipped_pairs(effects).any()
     skipped = patch_effects(signal_head_model, [pair], comps, min_gap=1e6)   # gap below min_gap: skipped

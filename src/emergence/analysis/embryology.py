@@ -6,10 +6,10 @@ component's path through the map is its development.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
+
+from emergence.models.components import parse
 
 
 def embed(profiles: dict[int, np.ndarray], components: list[str], seed: int,
@@ -24,9 +24,9 @@ def embed(profiles: dict[int, np.ndarray], components: list[str], seed: int,
     xy = reducer.fit_transform(X)
     rows = []
     for k, (step, comp) in enumerate((s, c) for s in steps for c in components):
-        m = re.fullmatch(r"L(\d+)(?:H(\d+)|\.(mlp))", comp)
-        rows.append({"step": step, "component": comp, "layer": int(m.group(1)),
-                     "head": int(m.group(2)) if m.group(2) else -1, "kind": "mlp" if m.group(3) else "head",
+        name = parse(comp)
+        rows.append({"step": step, "component": comp, "layer": name.layer,
+                     "head": -1 if name.head is None else name.head, "kind": name.kind,
                      "x": float(xy[k, 0]), "y": float(xy[k, 1])})
     return pd.DataFrame(rows)
 

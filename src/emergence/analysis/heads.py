@@ -15,10 +15,6 @@ import torch
 from emergence.models.gpt import token_losses
 
 
-def head_names(n_layers: int, n_heads: int) -> list[str]:
-    return [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
-
-
 def repeated_random_tokens(vocab_size: int, length: int, batch: int, seed: int) -> torch.Tensor:
     """(batch, 2 * length) random tokens, each row's first half repeated."""
     g = torch.Generator().manual_seed(seed)

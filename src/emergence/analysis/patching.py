@@ -8,9 +8,8 @@ from the correct run into the buggy run at some positions gives the normalised e
     effect = (m_patched - m_buggy) / (m_correct - m_buggy)
 
 0 when the component carries none of the correct-vs-buggy difference, 1 when it
-carries all of it. Components: each head (``blocks.{l}.attn.hook_z``, one head index),
-each MLP output (``blocks.{l}.hook_mlp_out``), each layer's residual stream
-(``blocks.{l}.hook_resid_post``), and named groups of heads patched together.
+carries all of it. Components and their hooks: `emergence.models.components.hooks` (each head,
+MLP output and residual stream, and groups of heads patched together).
 Positions: the mutated span, the next few tokens, and the rest downstream.
 """
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from emergence.models.components import resid_hook
 from emergence.models.gpt import token_losses
 
 POSITIONS = ("bug", "next_4", "downstream")
@@ -60,26 +60,6 @@ def position_sets(pair: PatchPair) -> dict[str, torch.Tensor]:
     return {"bug": bug, "next_4": nxt, "downstream": rest}
 
 
-def component_hooks(n_layers: int, n_heads: int, groups: dict[str, list[str]]) -> dict[str, list[tuple[str, int | None]]]:
-    """Component name -> [(hook name, head index or None)]."""
-    out: dict[str, list[tuple[str, int | None]]] = {}
-    for layer in range(n_layers):
-        for h in range(n_heads):
-            out[f"L{layer}H{h}"] = [(f"blocks.{layer}.attn.hook_z", h)]
-        out[f"L{layer}.mlp"] = [(f"blocks.{layer}.hook_mlp_out", None)]
-        out[f"L{layer}.resid"] = [(f"blocks.{layer}.hook_resid_post", None)]
-    for name, members in groups.items():
-        out[name] = [hook for m in members for hook in out[m]]
-    return out
-
-
-def head_groups(n_layers: int, n_heads: int) -> dict[str, list[str]]:
-    """Even and odd heads of each layer, as in the Pythia head-patching study."""
-    return {f"L{layer}.{parity}_heads": [f"L{layer}H{h}" for h in range(start, n_heads, 2)]
-            for layer in range(n_layers) for parity, start in (("even", 0), ("odd", 1))}
-
-
-@torch.no_grad()
 def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tuple[str, int | None]]],
                   source: str = "correct", min_gap: float = 1e-6) -> np.ndarray:
     """(pairs, components, position groups) normalised patching effects (NaN when the correct and
@@ -143,6 +123,6 @@ def logit_lens(hooked, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
     _, cache = hooked.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_resid_post"))
     out = []
     for layer in range(hooked.cfg.n_layers):
-        logits = hooked.unembed(hooked.ln_final(cache[f"blocks.{layer}.hook_resid_post"]))
+        logits = hooked.unembed(hooked.ln_final(cache[resid_hook(layer)]))
         out.append(((token_losses(logits, targets) * mask).sum(1) / mask.sum(1)).numpy())
     return np.array(out)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from emergence.models.components import Components
 from emergence.models.scoring import SequenceSet, length_batches, module_device, token_loss_matrix
 
 
@@ -41,78 +42,20 @@ class Observables:
         return len(self.names)
 
 
-@dataclasses.dataclass
-class Block:
-    module: nn.Module       # the transformer block (its output is the residual stream)
-    attn_out: nn.Linear     # the attention output projection (input: heads concatenated)
-    mlp: nn.Module | None   # None in an attention-only model
-    n_head: int
-
-
-def blocks(model: nn.Module) -> list[Block]:
-    """The transformer blocks of our GPT or of an HF GPT-NeoX model (wrapped or not)."""
-    if hasattr(model, "transformer"):
-        return [Block(b, b.attn.c_proj, b.mlp, model.cfg.n_head) for b in model.transformer.h]
-    hf = getattr(model, "hf", model)
-    if hasattr(hf, "gpt_neox"):
-        n_head = hf.config.num_attention_heads
-        return [Block(b, b.attention.dense, b.mlp, n_head) for b in hf.gpt_neox.layers]
-    raise TypeError(f"{type(model).__name__}: components are defined for our GPT and GPT-NeoX models")
-
-
-def component_names(model: nn.Module) -> list[str]:
-    bs = blocks(model)
-    return [f"L{layer}H{h}" for layer, b in enumerate(bs) for h in range(b.n_head)] + \
-        [f"L{layer}.mlp" for layer, b in enumerate(bs) if b.mlp is not None]
-
-
-@contextlib.contextmanager
-def component_norms(model: nn.Module):
-    """Accumulate, during forward passes, the summed output norm of every head and MLP and the
-    number of tokens; yields a function returning the per-token means (heads, then MLPs)."""
-    bs = blocks(model)
-    device = module_device(model)
-    heads = torch.zeros(len(bs), bs[0].n_head, device=device)
-    mlps = torch.zeros(sum(b.mlp is not None for b in bs), device=device)
-    count = [0]
-    handles = []
-    for layer, block in enumerate(bs):
-        def attn_hook(module, inputs, layer=layer, n_head=block.n_head):
-            y = inputs[0]                                                  # (B, T, C) heads concatenated
-            B, T, C = y.shape
-            w = module.weight.view(-1, n_head, C // n_head)                # (C_out, H, hd)
-            per_head = torch.einsum("bthd,ohd->btho", y.view(B, T, n_head, -1), w)
-            heads[layer] += per_head.norm(dim=-1).sum((0, 1))
-            if layer == 0:
-                count[0] += B * T
-
-        def mlp_hook(module, inputs, output, layer=layer):
-            mlps[layer] += output.norm(dim=-1).sum()
-
-        handles.append(block.attn_out.register_forward_pre_hook(attn_hook))
-        if block.mlp is not None:  # every block has an MLP, or none (attention-only)
-            handles.append(block.mlp.register_forward_hook(mlp_hook))
-    try:
-        yield lambda: torch.cat([heads.flatten(), mlps]) / max(count[0], 1)
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @contextlib.contextmanager
 def final_token_reads(model: nn.Module, layer: int, seqs: SequenceSet, batch_size: int):
     """During `token_loss_matrix(model, seqs, batch_size)`, keep the residual stream after block
     `layer` at each sequence's last input token only; yields the (N, d) tensor, dataset order."""
     batches = iter(length_batches(seqs, batch_size))  # the batches token_loss_matrix makes, in order
-    d_model = blocks(model)[layer].attn_out.out_features
-    reads = torch.zeros(len(seqs), d_model, device=module_device(model))
+    registry = Components(model)
+    reads = torch.zeros(len(seqs), registry.d_model, device=module_device(model))
 
     def hook(module, inputs, output):
         h = output[0] if isinstance(output, tuple) else output
         idx = next(batches).to(h.device)
         reads[idx] = h[torch.arange(len(idx), device=h.device), seqs.lengths.to(h.device)[idx] - 1]
 
-    handle = blocks(model)[layer].module.register_forward_hook(hook)
+    handle = registry.blocks[layer].module.register_forward_hook(hook)
     try:
         yield reads
     finally:
@@ -132,7 +75,7 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
         values, tokens, comps, reads = [], [], None, None
         for k, seqs in enumerate(sets):
             with contextlib.ExitStack() as stack:
-                read_norms = stack.enter_context(component_norms(m)) if k == component_probe else None
+                read_norms = stack.enter_context(Components(m).output_norms()) if k == component_probe else None
                 if k == 0 and read_layer is not None:
                     reads = stack.enter_context(final_token_reads(m, read_layer, seqs, batch_size))
                 matrix = token_loss_matrix(m, seqs, batch_size)
@@ -149,10 +92,10 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
     if token_level:
         offsets = np.cumsum([0] + [len(s) for s in sets])
         owner = np.concatenate([torch.nonzero(sc)[:, 0].numpy() + off for sc, off in zip(scored, offsets)]).astype(np.int32)
-    components = component_names(model) if component_probe is not None else None
+    components = Components(model).names() if component_probe is not None else None
     reads = None
     if read_layer is not None:
-        reads = (len(sets[0]), read_layer, blocks(model)[read_layer].attn_out.out_features)
+        reads = (len(sets[0]), read_layer, Components(model).d_model)
     return Observables(fn, names, np.concatenate([s.labels for s in sets]),
                        np.concatenate([s.groups for s in sets]), owner, components, reads)
 

@@ -40,6 +40,7 @@ from emergence.estimators.llc import llc
 from emergence.estimators.susceptibility import bootstrap_interval, sequence_profiles, susceptibility_matrix
 from emergence.interrupt import fit
 from emergence.io import read_json, seed_for, sha256_file, write_json
+from emergence.models import components
 from emergence.models.checkpoints import OwnSeries
 from emergence.models.gpt import token_losses
 from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
@@ -138,7 +139,7 @@ def monitors(args) -> None:
     for row, pc, angle in zip(rows, pcs, angles):
         row.update({"trajectory_pc1": float(pc[0]), "trajectory_pc2": float(pc[1]),
                     "trajectory_turn_degrees": None if np.isnan(angle) else float(angle)})
-    names = heads.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)
+    names = components.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)
     t_star = transition_step(steps, [r["max_induction"] for r in rows], chance, c.min_rise)
     out = Path(args.out)
     write_json(out / "curve.json", rows)

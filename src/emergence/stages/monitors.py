@@ -9,6 +9,7 @@ import numpy as np
 from emergence.analysis import heads, plots
 from emergence.config import load_params
 from emergence.io import write_json
+from emergence.models import components
 from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.tracking.wandb import init_run, log_curves, log_matrix
@@ -32,7 +33,7 @@ def main(args) -> None:
         icl.append(heads.icl_score(ckpt.model, x, y, p.monitors.icl_early, p.model.n_ctx - 1))
         log.info("step %d: max prefix-matching %.3f, max previous-token %.3f, ICL %.3f",
                  ckpt.step, prefix[-1].max(), prev[-1].max(), icl[-1])
-    names = heads.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)
+    names = components.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)
     prefix, prev = np.array(prefix).T, np.array(prev).T  # (heads, steps)
     out = Path(args.out)
     write_json(out / "monitors.json", {"steps": steps, "heads": names, "prefix_matching": prefix.tolist(),

@@ -18,6 +18,7 @@ from emergence.analysis import patching, plots, trajectory
 from emergence.analysis.heads import attention_patterns
 from emergence.config import load_params
 from emergence.io import read_json, write_json
+from emergence.models import components
 from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.models.scoring import build_sequences, load_pair_sequences, token_loss_matrix
@@ -67,7 +68,7 @@ def main(args) -> None:
     for ckpt in series:
         hooked = ckpt.hooked()
         n_layers, n_heads = hooked.cfg.n_layers, hooked.cfg.n_heads
-        comps = patching.component_hooks(n_layers, n_heads, patching.head_groups(n_layers, n_heads))
+        comps = components.hooks(n_layers, n_heads, mlp=not hooked.cfg.attn_only)
         names = list(comps)
         effects = patching.patch_effects(hooked, pairs, comps, min_gap=p.probes.min_gap)  # (pairs, comps, positions)
         used = ~patching.skipped_pairs(effects)

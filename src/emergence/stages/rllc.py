@@ -27,7 +27,8 @@ from emergence.estimators.llc import llc
 from emergence.io import write_json
 from emergence.models.checkpoints import open_series
 from emergence.models.scoring import load_pair_sequences
-from emergence.sampling.observables import blocks, component_names, sequence_observables
+from emergence.models.components import Components
+from emergence.sampling.observables import sequence_observables
 from emergence.sampling.sampler_module import sample_lm, sample_sequences
 from emergence.sampling.trace import cache_key, save_trace
 from emergence.stages.sample import (NOT_IN_KEY, existing, observable_sets, observables_digest, selected_steps,
@@ -63,10 +64,11 @@ def main(args) -> None:
     for step in steps:
         model = series.load(step).model
         digest = weights_digest(model)
+        registry = Components(model)
         jobs = {comp: (lambda comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
                                                     observables, components=[comp]))
-                for comp in component_names(model)}
-        for layer in range(len(blocks(model))):  # whole blocks: the rLLC only
+                for comp in registry.names()}
+        for layer in range(registry.n_layers):  # whole blocks: the rLLC only
             jobs[f"L{layer}"] = lambda layer=layer: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
                                                              p.model.n_ctx, components=[f"L{layer}"])
         if p.rllc.data_refined:

@@ -22,7 +22,8 @@ from emergence.io import sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.models.scoring import SequenceSet, build_sequences, load_pair_sequences
-from emergence.sampling.observables import blocks, sequence_observables
+from emergence.models.components import Components
+from emergence.sampling.observables import sequence_observables
 from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
 from emergence.sampling.trace import TraceError, cache_key, load_trace, post_burn_in_draw_losses, save_trace
 from emergence.tracking.wandb import init_run, log_reference, use_reference
@@ -90,7 +91,7 @@ def main(args) -> None:
     sets = observable_sets(p, corpus)
     first = series.load(steps[0]).model
     observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level,
-                                       component_probe=2, model=first, read_layer=p.sae_layer_for(len(blocks(first))))
+                                       component_probe=2, model=first, read_layer=p.sae_layer_for(Components(first).n_layers))
     data_digest = observables_digest(corpus, sets, observables)
     run = init_run("sample", p)
     use_reference(run, "checkpoints", "model", args.checkpoints)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from emergence.config import load_params
 from emergence.data.tokenizer import load_tokenizer
 from emergence.estimators import susceptibility as sus
 from emergence.io import atomic_path, read_json, write_json
+from emergence.models import components
 from emergence.sampling.trace import TraceError, load_trace
 from emergence.stages.influence import trace_files
 from emergence.stages.sample import observable_sets
@@ -69,23 +69,15 @@ def rows(phi: np.ndarray, trace, names: list[str], p) -> Rows:
                 trace["token_sequence"].values if token_level else None)
 
 
-COMPONENT = re.compile(r"L(\d+)(?:H(\d+)|\.(mlp))")
-
-
-def component_order(name: str) -> tuple:
-    m = COMPONENT.fullmatch(name)
-    return (int(m.group(1)), m.group(3) is not None, int(m.group(2) or 0))
-
-
 def restricted_rows(rllc_traces: Path, step: int, p) -> Rows:
     """phi_V = sampling loss under the posterior restricted to V, for every head and MLP V."""
     files = {f.stem.split("_", 2)[2]: f for f in rllc_traces.glob(f"step_{step}_L*.nc")}
-    files = {name: f for name, f in files.items() if COMPONENT.fullmatch(name)}  # heads and MLPs, not whole blocks
+    files = {name: f for name, f in files.items() if components.parse(name).kind in ("head", "mlp")}  # not blocks
     if not files:
         raise TraceError(f"no weight-restricted traces for step {step} in {rllc_traces}: run `dvc repro rllc` "
                          f"(susceptibility.observable = restricted_loss reads them)")
     parts = []
-    for name in sorted(files, key=component_order):
+    for name in sorted(files, key=components.order):
         trace = load_trace(files[name])
         if "obs" not in trace:
             raise TraceError(f"{files[name]} has no observables: re-sample with `dvc repro rllc`")
@@ -106,7 +98,7 @@ def sae_rows(trace, path: Path, sae_dir: Path, p) -> Rows:
     directions = read_json(sae_dir / "directions.json")
     if "reads" not in trace:
         raise TraceError(f"{path} has no residual reads: re-sample with `dvc repro sample`")
-    if directions["hook"] != f"blocks.{trace.attrs['reads_layer']}.hook_resid_post":
+    if directions["hook"] != components.resid_hook(int(trace.attrs["reads_layer"])):
         raise TraceError(f"{path} reads block {trace.attrs['reads_layer']} but the SAE in {sae_dir} was trained "
                          f"on {directions['hook']}: re-run `dvc repro sample`")
     latents = list(dict.fromkeys(directions["top_k_latents"] + [directions["latents"][k]
