@@ -182,6 +182,47 @@ def test_chains_split_over_two_processes_give_the_same_trace(tiny_model, tiny_co
     assert not np.allclose(one["loss"].values[0], one["loss"].values[1])  # the chains differ
 
 
+def test_chains_split_over_two_nodes_launched_by_torchrun(tiny_model, tiny_corpus, seqs, tmp_path):
+    """sampler.num_nodes=2: two torchrun launches (node ranks 0 and 1, one process each, gloo) stand
+    for two machines; Lightning's torchrun environment joins them and the gathered trace equals the
+    one-process trace. (Two real machines, SLURM's srun and a GPU backend are not exercised here.)"""
+    import socket
+    import subprocess
+    import sys
+    cfg = {**CFG, "chains": 2}
+    one = sample_lm(tiny_model, SamplerParams(**cfg), 3, str(tiny_corpus / "train.bin"), 64,
+                    sequence_observables([seqs], 7, component_probe=0, model=tiny_model))
+    torch.save(tiny_model.state_dict(), tmp_path / "model.pt")
+    (tmp_path / "split.py").write_text(SPLIT_SCRIPT)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    args = [str(tmp_path / "split.py"), str(tmp_path / "model.pt"), str(tiny_corpus), str(tmp_path / "nodes.nc"),
+            repr({**cfg, "num_nodes": 2})]
+    nodes = [subprocess.Popen([*torchrun, "--node-rank", str(rank), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), outputs[0][-3000:] + outputs[1][-3000:]
+    two = load_trace(tmp_path / "nodes.nc")
+    for name in ("loss", "anchor_loss", "obs", "component_obs"):
+        np.testing.assert_allclose(two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_progress_reports_done_total_and_eta_when_not_on_a_terminal(tiny_model, tiny_corpus, caplog, monkeypatch):
+    """Off a terminal (here: pytest's captured stderr), a fit logs `label: done/total steps (pct), elapsed,
+    ETA` lines (every EMERGENCE_STATUS_S seconds; 0 here: every step)."""
+    import logging
+    monkeypatch.setenv("EMERGENCE_STATUS_S", "0")
+    with caplog.at_level(logging.INFO, logger="emergence.progress"):
+        sample_lm(tiny_model, SamplerParams(**CFG), 3, str(tiny_corpus / "train.bin"), 64, label="sample step 7")
+    lines = [r.getMessage() for r in caplog.records if r.name == "emergence.progress"]
+    steps = CFG["burn_in"] + CFG["draws"]
+    assert lines[0].startswith(f"sample step 7: 1/{steps} SGLD steps (")
+    assert f"{steps}/{steps} SGLD steps (100%)" in lines[-1] and "ETA 0s" in lines[-1]
+
+
 def test_residual_reads_equal_the_sae_stage_reading(tiny_model, seqs):
     """The reads recorded at each draw are the activations the SAE stage reads (transformer-lens
     hook_resid_post at the final token), in dataset order, whatever the inference batch size."""

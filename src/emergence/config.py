@@ -132,6 +132,7 @@ class TrainParams:
     precision: str = "32-true"
     accelerator: str = "cpu"
     devices: int = 1
+    num_nodes: int = 1
     strategy: str = "auto"
     log_every: int = 10
     val_windows: int = 64
@@ -139,7 +140,7 @@ class TrainParams:
     checkpoints: CheckpointParams = dataclasses.field(default_factory=CheckpointParams)
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "batch_size", "log_every", "val_windows", "eval_batch_size", "devices"):
+        for key in ("max_steps", "batch_size", "log_every", "val_windows", "eval_batch_size", "devices", "num_nodes"):
             v = getattr(self, key)
             _require("train", key, v, v >= 1, ">= 1")
         _require("train", "lr", self.lr, 0 < self.lr < 1, "0 < lr < 1")
@@ -195,6 +196,7 @@ class SamplerParams:
     checkpoints: list[int] = dataclasses.field(default_factory=lambda: [0, 2000])  # steps to sample
     accelerator: str = "cpu"         # passed to the Lightning Trainer
     devices: int = 1                 # > 1: chains split over this many devices (one process each)
+    num_nodes: int = 1               # > 1: ... on each of this many machines (Lightning's SLURM / torchrun launch)
     checks: bool = True              # re-sample the last checkpoint at eps/2 and with another seed
 
     def __post_init__(self) -> None:
@@ -202,7 +204,7 @@ class SamplerParams:
             _require("sampler", key, getattr(self, key), getattr(self, key) > 0, "> 0")
         _require("sampler", "localization", self.localization, self.localization >= 0, ">= 0")
         for key in ("chains", "draws", "thin", "batch_size", "obs_every", "obs_batch_size",
-                    "init_batches", "check_every", "shift_windows", "devices"):
+                    "init_batches", "check_every", "shift_windows", "devices", "num_nodes"):
             _require("sampler", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
         _require("sampler", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
         _require("sampler", "n_pairs", self.n_pairs, self.n_pairs >= 0, ">= 0")

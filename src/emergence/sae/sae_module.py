@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from emergence.interrupt import fit
 from emergence.models.gpt import token_losses
+from emergence.progress import StepProgress
 
 
 def make_sae(architecture: str, d_in: int, d_sae: int, l1: float = 5.0, k: int = 32, hook_name: str = ""):
@@ -153,7 +154,8 @@ def train_sae(sae, stream: IterableDataset, held_out: torch.Tensor, lr: float, m
     trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, gradient_clip_val=1.0,
                          logger=logger if logger is not None else False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, log_every_n_steps=eval_every, callbacks=[plateau])
+                         num_sanity_val_steps=0, log_every_n_steps=eval_every,
+                         callbacks=[plateau, StepProgress("SAE (stops at its plateau)")])
     fit(trainer, module, train_dataloaders=DataLoader(stream, batch_size=None))  # Interrupted on a signal
     sae.eval()
     return {"train_steps": int(trainer.global_step), "plateaued": plateau.plateaued,

@@ -35,6 +35,7 @@ from emergence.config import SamplerParams, as_dict
 from emergence.errors import EmergenceError
 from emergence.interrupt import fit
 from emergence.io import seed_for
+from emergence.progress import StepProgress
 from emergence.models.gpt import token_losses
 from emergence.models.scoring import SequenceSet
 from emergence.sampling.chains import FlatChains
@@ -241,8 +242,9 @@ class SamplerModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         world, rank = self.trainer.world_size, self.trainer.global_rank
         if world > self.n_chains:
-            raise EmergenceError(f"params: sampler.chains = {self.n_chains} is fewer than the {world} devices "
-                                 f"sampling them; raise sampler.chains or lower sampler.devices")
+            raise EmergenceError(f"params: sampler.chains = {self.n_chains} is fewer than the {world} processes "
+                                 f"(devices x num_nodes) sampling them; raise sampler.chains or lower sampler.devices "
+                                 f"or sampler.num_nodes")
         self.run = self.make_run(chain_ids=list(range(rank, self.n_chains, world)),
                                  device=self.trainer.strategy.root_device)
         if world > 1:
@@ -317,26 +319,28 @@ def own_chains(batch, chains: int, chain_ids: Sequence[int]) -> list[tuple]:
     return [tuple(t[c] for t in split) for c in chain_ids]
 
 
-def sampler_trainer(cfg: SamplerParams, progress: bool = False) -> pl.Trainer:
-    """The Trainer for `cfg.steps` SGLD steps on `cfg.accelerator`, chains split over `cfg.devices`."""
-    strategy = ChainParallelStrategy() if cfg.devices > 1 else "auto"
-    return pl.Trainer(max_steps=cfg.steps, accelerator=cfg.accelerator, devices=cfg.devices, strategy=strategy,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=progress,
+def sampler_trainer(cfg: SamplerParams, label: str = "SGLD") -> pl.Trainer:
+    """The Trainer for `cfg.steps` SGLD steps on `cfg.accelerator`, chains split over `cfg.devices` per
+    node on `cfg.num_nodes` nodes; its progress (`label`) counts the steps."""
+    strategy = ChainParallelStrategy() if cfg.devices * cfg.num_nodes > 1 else "auto"
+    return pl.Trainer(max_steps=cfg.steps, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                      strategy=strategy, callbacks=[StepProgress(label, "SGLD step")],
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
 
 
 def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, stream, init_stream,
-                progress: bool = False, attrs: dict | None = None) -> xr.Dataset:
+                label: str = "SGLD", attrs: dict | None = None) -> xr.Dataset:
     """Measure w*, then drive the run under the Lightning Trainer over ``stream.batch(step)``
     (chains * batch rows per step); every process returns the whole trace."""
     module = SamplerModule(make_run, cfg.chains, [init_stream.batch(i) for i in range(cfg.init_batches)])
-    fit(sampler_trainer(cfg, progress), module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
+    fit(sampler_trainer(cfg, label), module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
     return module.run.to_dataset(attrs=attrs)  # only after all cfg.steps: fit raises Interrupted otherwise
 
 
 def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str, n_ctx: int,
               observables: Observables | None = None, components: Sequence[str] | None = None,
-              attrs: dict | None = None, progress: bool = False, aligned: bool = False) -> xr.Dataset:
+              attrs: dict | None = None, label: str = "SGLD", aligned: bool = False) -> xr.Dataset:
     """Sample around `model`'s weights on windows of the token file (``aligned``: one whole sequence
     per window, see `TokenWindows`); returns the trace.
 
@@ -346,13 +350,14 @@ def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str
     make_run = functools.partial(SGLDRun, model, cfg, seed, lm_loss, observables, components)
     return run_sampler(make_run, cfg,
                        TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data"), aligned),
-                       TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init"), aligned), progress,
+                       TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init"), aligned), label,
                        attrs)
 
 
 def sample_sequences(model: nn.Module, cfg: SamplerParams, seed: int, seqs: SequenceSet,
-                     components: Sequence[str] | None = None, attrs: dict | None = None) -> xr.Dataset:
+                     components: Sequence[str] | None = None, attrs: dict | None = None,
+                     label: str = "SGLD") -> xr.Dataset:
     """Sample with the loss on scored positions of `seqs` (a data-refined posterior)."""
     make_run = functools.partial(SGLDRun, model, cfg, seed, masked_lm_loss, None, components)
     return run_sampler(make_run, cfg, SequenceBatches(seqs, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data")),
-                       SequenceBatches(seqs, cfg.batch_size, seed_for(seed, "sgld-init")), attrs=attrs)
+                       SequenceBatches(seqs, cfg.batch_size, seed_for(seed, "sgld-init")), label, attrs)

@@ -45,6 +45,7 @@ from emergence.models.checkpoints import OwnSeries
 from emergence.models.gpt import token_losses
 from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
 from emergence.models.scoring import SequenceSet, build_sequences
+from emergence.progress import track
 from emergence.sampling.observables import sequence_observables
 from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import cache_key, save_trace
@@ -94,7 +95,7 @@ def train(args) -> None:
     dm = TokenDataModule(str(data_dir / "train.bin"), str(data_dir / "val.bin"), c.n_ctx, c.batch_size, p.seed,
                          c.val_windows, aligned=True)
     module = LMModule(model_cfg, c.lr, c.min_lr, c.warmup_steps, c.max_steps, c.weight_decay)
-    fit(build_trainer(pt, [writer], None), module, datamodule=dm, ckpt_path=resume)
+    fit(build_trainer(pt, [writer], None, "calib_train"), module, datamodule=dm, ckpt_path=resume)
     writer.mark_complete()
     seconds = time.perf_counter() - t0
     index = read_json(out / "index.json")["checkpoints"]
@@ -117,7 +118,7 @@ def monitors(args) -> None:
     series = OwnSeries(args.checkpoints)
     losses = {e["step"]: e["val/loss"] for e in series.index["checkpoints"]}
     rows, induction, previous, prefix, per_token = [], [], [], [], []
-    for ckpt in series:
+    for ckpt in track(series, "calib_monitors", len(series.steps)):
         with torch.inference_mode():  # one forward pass: the trajectory's point and the ICL score
             loss_by_token = token_losses(ckpt.model(x), y)
         per_token.append(loss_by_token.flatten().numpy())
@@ -197,7 +198,8 @@ def sample(args) -> None:
     rows, head_rows, profiles = [], [], {}
     settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}, "seed": p.seed,
                 "n_ctx": c.n_ctx, "aligned": True}
-    for step in selected_steps(cfg.checkpoints, series.steps):
+    steps = selected_steps(cfg.checkpoints, series.steps)
+    for k, step in enumerate(steps, 1):
         ckpt = series.load(step)
         digest = weights_digest(ckpt.model)
         observables = sequence_observables(sets, cfg.obs_batch_size, component_probe=0, model=ckpt.model)
@@ -207,7 +209,8 @@ def sample(args) -> None:
             trace = existing(path, key)
             if trace is None:
                 trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, attrs={
-                    "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True, **kwargs)
+                    "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True,
+                    label=f"calib_sample step {step} ({k}/{len(steps)}) {path.stem.split('_', 2)[-1]}", **kwargs)
                 save_trace(trace, path)
             return trace
 

@@ -12,6 +12,7 @@ from emergence.io import write_json
 from emergence.models import components
 from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import fixed_windows
+from emergence.progress import track
 from emergence.tracking.wandb import init_run, log_curves, log_matrix
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def main(args) -> None:
     val = fixed_windows(Path(args.corpus) / "val.bin", p.model.n_ctx, p.monitors.icl_windows)
     x, y = val.tensors
     steps, prefix, prev, icl = [], [], [], []
-    for ckpt in series:
+    for ckpt in track(series, "monitors", len(series.steps)):
         hooked = ckpt.hooked()
         scores = heads.head_monitors(hooked, hooked.cfg.d_vocab, p.monitors.repeat_length,
                                      p.monitors.batch, p.seed)

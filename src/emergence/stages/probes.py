@@ -22,6 +22,7 @@ from emergence.models import components
 from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.models.scoring import build_sequences, load_pair_sequences, token_loss_matrix
+from emergence.progress import track
 from emergence.sae.directions import problem_splits
 from emergence.tracking.wandb import init_run, log_curves, log_matrix, use_reference
 
@@ -65,7 +66,7 @@ def main(args) -> None:
     run = init_run("probes", p)
     use_reference(run, "checkpoints", "model", args.checkpoints)
     steps, totals, lens_pref, classes, losses_by_step, skipped, empty = [], [], [], [], [], [], []
-    for ckpt in series:
+    for ckpt in track(series, "probes", len(series.steps)):
         hooked = ckpt.hooked()
         n_layers, n_heads = hooked.cfg.n_layers, hooked.cfg.n_heads
         comps = components.hooks(n_layers, n_heads, mlp=not hooked.cfg.attn_only)

@@ -61,25 +61,26 @@ def main(args) -> None:
     settings = {**{k: v for k, v in as_dict(cfg).items() if k not in NOT_IN_KEY}, "seed": p.seed,
                 "data": observables_digest(corpus, sets, observables)}
     results: dict[str, dict[int, dict]] = {}
-    for step in steps:
+    for k, step in enumerate(steps, 1):
         model = series.load(step).model
         digest = weights_digest(model)
         registry = Components(model)
-        jobs = {comp: (lambda comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"), p.model.n_ctx,
-                                                    observables, components=[comp]))
+        jobs = {comp: (lambda label, comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
+                                                           p.model.n_ctx, observables, components=[comp], label=label))
                 for comp in registry.names()}
         for layer in range(registry.n_layers):  # whole blocks: the rLLC only
-            jobs[f"L{layer}"] = lambda layer=layer: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
-                                                             p.model.n_ctx, components=[f"L{layer}"])
+            jobs[f"L{layer}"] = lambda label, layer=layer: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
+                                                                    p.model.n_ctx, components=[f"L{layer}"], label=label)
         if p.rllc.data_refined:
             for side, data in sides.items():
-                jobs[f"data:{side}"] = lambda data=data: sample_sequences(model, cfg, p.seed, data)
-        for name, job in jobs.items():
+                jobs[f"data:{side}"] = lambda label, data=data: sample_sequences(model, cfg, p.seed, data, label=label)
+        for j, (name, job) in enumerate(jobs.items(), 1):
             key = cache_key(digest, name, settings)
             path = out / "traces" / f"step_{step}_{name.replace(':', '-')}.nc"
             trace = existing(path, key)
             if trace is None:
-                trace = job().assign_attrs(cache_key=key, step=step, refinement=name)
+                trace = job(f"rllc step {step} ({k}/{len(steps)}) {name} ({j}/{len(jobs)})").assign_attrs(
+                    cache_key=key, step=step, refinement=name)
                 save_trace(trace, path)
             est = llc(trace, p.influence.level)
             results.setdefault(name, {})[step] = {k: est[k] for k in ("llc", "llc_se", "llc_lo", "llc_hi", "rhat")}

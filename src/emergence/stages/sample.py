@@ -29,7 +29,7 @@ from emergence.sampling.trace import TraceError, cache_key, load_trace, post_bur
 from emergence.tracking.wandb import init_run, log_reference, use_reference
 
 log = logging.getLogger(__name__)
-NOT_IN_KEY = ("checkpoints", "devices", "checks")  # the chains do not depend on where they run
+NOT_IN_KEY = ("checkpoints", "devices", "num_nodes", "checks")  # the chains do not depend on where they run
 
 
 def selected_steps(requested: list[int], available: list[int]) -> list[int]:
@@ -98,18 +98,19 @@ def main(args) -> None:
     run.define_metric("sample/*", step_metric="checkpoint_step")
     summary = {}
 
-    def trace_at(step, ckpt, cfg, seed, path, obs):
+    def trace_at(step, ckpt, cfg, seed, path, obs, position=""):
         settings = {k: v for k, v in as_dict(cfg).items() if k not in NOT_IN_KEY}
         key = cache_key(weights_digest(ckpt.model), data_digest if obs else "no-observables",
                         {**settings, "seed": seed, "n_ctx": p.model.n_ctx})
         label = f"step {step}" + ("" if path.parent == out else f" ({path.name.split('.')[1]} check)")
         return sampled(label, path, key, run, lambda: sample_lm(
             ckpt.model, cfg, seed, str(corpus / "train.bin"), p.model.n_ctx, obs,
-            attrs={"checkpoint": ckpt.source, "step": step, "cache_key": key, "data_digest": data_digest}))
+            attrs={"checkpoint": ckpt.source, "step": step, "cache_key": key, "data_digest": data_digest},
+            label=f"sample {label}{position}"))
 
-    for step in steps:
+    for k, step in enumerate(steps, 1):
         ckpt = series.load(step)
-        trace = trace_at(step, ckpt, p.sampler, p.seed, out / f"step_{step}.nc", observables)
+        trace = trace_at(step, ckpt, p.sampler, p.seed, out / f"step_{step}.nc", observables, f" ({k}/{len(steps)})")
         est = llc(trace)
         summary[step] = {"rhat": est["rhat"], "ess": est["ess"], "init_loss": float(trace["init_loss"]),
                          "final_loss": float(np.mean(post_burn_in_draw_losses(trace)[:, -10:]))}

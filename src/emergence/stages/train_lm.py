@@ -26,6 +26,7 @@ from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
                                         checkpoint_schedule, checkpoint_scores, fixed_windows)
 from emergence.models.scoring import load_pair_sequences
+from emergence.progress import StepProgress
 from emergence.tracking.wandb import lightning_logger, log_reference
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,14 @@ def _tokens_per_window(batch) -> int:
     return batch[0].shape[1]
 
 
-def build_trainer(p, callbacks, logger) -> pl.Trainer:
+def build_trainer(p, callbacks, logger, label: str = "train") -> pl.Trainer:
+    """The LM's Trainer (DDP over train.devices x train.num_nodes); its progress (`label`) counts steps."""
     t = p.train
-    return pl.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+    return pl.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                       strategy=t.strategy, precision=t.precision, gradient_clip_val=t.grad_clip,
                       log_every_n_steps=t.log_every, logger=logger if logger is not None else False,
-                      callbacks=callbacks, enable_checkpointing=False, limit_val_batches=0,
+                      callbacks=[*callbacks, StepProgress(label)], enable_checkpointing=False, enable_progress_bar=False,
+                      limit_val_batches=0,
                       num_sanity_val_steps=0, enable_model_summary=False, deterministic=True)
 
 
