@@ -155,3 +155,28 @@ def test_training_runs_data_parallel_on_cpu_with_two_processes(tiny_corpus, tmp_
     from emergence.models.lm_module import TokenWindows
     windows = TokenWindows(str(tiny_corpus / "train.bin"), 64, 4, 0)
     assert not torch.equal(windows.batch(0)[0], windows.batch(1)[0])
+
+
+@pytest.mark.parametrize("arch", ["gpt", "neox"])
+def test_scoring_holds_logits_for_a_chunk_of_positions_only(arch, neox_revisions):
+    """token_loss_matrix unembeds at most `logits_mb` of logits at once (here 40 positions), and gives
+    the losses of the full-vocabulary logits of the whole batch."""
+    from emergence.models.checkpoints import HFCausalLM
+    from emergence.models.scoring import build_sequences, token_loss_matrix
+    torch.manual_seed(0)
+    if arch == "gpt":
+        model = GPT(GPTConfig(vocab_size=300, n_ctx=32, n_layer=1, n_head=2, d_model=16, d_mlp=32)).eval()
+    else:
+        model = HFSeries("tiny", ["step0"], local_dir=neox_revisions[0]).load(0).model
+        assert isinstance(model, HFCausalLM)
+    ids = torch.randint(0, 300, (12, 33))
+    tokens = [ids[i, :33 - 4 * (i % 4)].tolist() for i in range(12)]  # some shorter: padding in the batches
+    seqs = build_sequences(tokens, [1] * 12, 32, [str(i) for i in range(12)], ["correct"] * 12, ["g"] * 12)
+    rows = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: rows.append(len(output)))
+    chunk_mb = 40 * 4 * 300 / 2 ** 20
+    losses = token_loss_matrix(model, seqs, batch_size=6, logits_mb=chunk_mb)
+    assert max(rows) <= 40 and sum(rows) == int(seqs.mask.sum())
+    with torch.no_grad():
+        full = token_losses(model(seqs.ids), seqs.targets) * seqs.mask
+    torch.testing.assert_close(losses, full, rtol=1e-5, atol=1e-5)

@@ -98,7 +98,8 @@ class OwnSeries:
 
 
 class HFCausalLM(nn.Module):
-    """An HF causal LM as a plain ids -> logits module."""
+    """An HF causal LM as a plain ids -> logits module, with our GPT's ``hidden`` (the final
+    normalised hidden states) and ``lm_head`` (the unembedding)."""
 
     def __init__(self, hf_model: nn.Module):
         super().__init__()
@@ -106,6 +107,13 @@ class HFCausalLM(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.hf(input_ids=idx, use_cache=False).logits
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.hf.base_model(input_ids=idx, use_cache=False).last_hidden_state
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.hf.get_output_embeddings()
 
 
 def revision_step(revision: str) -> int:

@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emergence.models.gpt import token_losses
 
 
 @dataclasses.dataclass
@@ -72,12 +71,28 @@ def length_batches(seqs: SequenceSet, batch_size: int) -> list[torch.Tensor]:
     return [order[a:a + batch_size] for a in range(0, len(seqs), batch_size)]
 
 
+LOGITS_MB = 256  # at most this many MB of fp32 logits at once when scoring
+
+
+def chunked_cross_entropy(h: torch.Tensor, unembed: nn.Module, targets: torch.Tensor,
+                          logits_mb: float = LOGITS_MB) -> torch.Tensor:
+    """Cross-entropy (K,) of the final hidden states h (K, C) against targets (K,), unembedded a
+    chunk of positions at a time so that at most `logits_mb` of full-vocabulary logits exist at once."""
+    vocab = unembed.weight.shape[0]
+    chunk = max(1, int(logits_mb * 2 ** 20 // (4 * vocab)))
+    return torch.cat([F.cross_entropy(unembed(h[a:a + chunk]).float(), targets[a:a + chunk], reduction="none")
+                      for a in range(0, len(h), chunk)]) if len(h) else h.new_zeros(0)
+
+
 @torch.inference_mode()
-def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
+def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64,
+                      logits_mb: float = LOGITS_MB) -> torch.Tensor:
     """(N, T) per-token losses, zero where not scored; rows in dataset order.
 
-    Sequences are batched by length (less padding) and, for models that expose
-    ``hidden`` (our GPT), the unembedding runs only at the scored positions.
+    Sequences are batched by length (less padding); the unembedding runs only at the scored
+    positions, in chunks (`chunked_cross_entropy`): memory is bounded by the batch's hidden
+    states, whatever the vocabulary. Models: our GPT and `HFCausalLM` (both expose ``hidden``
+    and ``lm_head``).
     """
     device = module_device(model)
     out = torch.zeros(seqs.mask.shape, device=device)
@@ -85,13 +100,8 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64)
         t = int(seqs.lengths[idx].max())
         ids, targets, mask = (x[idx, :t].to(device) for x in (seqs.ids, seqs.targets, seqs.mask))
         mask = mask.bool()
-        if hasattr(model, "hidden"):
-            h = model.hidden(ids)[mask]                                  # (K, C) scored positions
-            losses = F.cross_entropy(model.lm_head(h).float(), targets[mask], reduction="none")
-            rows = torch.zeros(len(idx), t, device=device)
-            rows[mask] = losses
-        else:
-            rows = token_losses(model(ids), targets) * mask
+        rows = torch.zeros(len(idx), t, device=device)
+        rows[mask] = chunked_cross_entropy(model.hidden(ids)[mask], model.lm_head, targets[mask], logits_mb)
         out[idx, :t] = rows
     return out
 
