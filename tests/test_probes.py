@@ -84,3 +84,13 @@ def test_trajectory_turn_is_found():
     proj, _, ratio = pca(points, 4)
     assert ratio[:2].sum() > 0.99
     assert turning_points(proj[:, :2]) == [5]
+
+
+def test_a_trajectory_of_fewer_points_than_components_pads_with_zeros():
+    """One or two checkpoints (a Pythia study of one revision) span fewer directions than asked for:
+    the missing components are zero, so the figures and tables keep their shape."""
+    one, _, ratio = pca(np.ones((1, 30)), 4)
+    assert one.shape == (1, 4) and not one.any() and ratio.shape == (4,)
+    two, comps, ratio = pca(np.array([[0.0, 0.0], [3.0, 4.0]]), 4)
+    assert two.shape == (2, 4) and np.allclose(np.abs(two[:, 0]), 2.5) and np.allclose(two[:, 1:], 0)
+    assert comps.shape == (4, 2) and np.isclose(ratio[0], 1.0)

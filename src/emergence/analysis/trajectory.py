@@ -12,12 +12,15 @@ import numpy as np
 
 
 def pca(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(projections (points, k), components (k, features), explained variance ratio (k,))."""
+    """(projections (points, k), components (k, features), explained variance ratio (k,)); where the
+    points span fewer than k directions (n points span at most n - 1), the missing components are 0."""
     centred = matrix - matrix.mean(0)
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    k = min(k, len(s))
-    ratio = s ** 2 / max(float((s ** 2).sum()), 1e-30)
-    return u[:, :k] * s[:k], vt[:k], ratio[:k]
+    have = min(k, len(s))
+    proj, comps, ratio = np.zeros((len(matrix), k)), np.zeros((k, matrix.shape[1])), np.zeros(k)
+    proj[:, :have], comps[:have] = u[:, :have] * s[:have], vt[:have]
+    ratio[:have] = (s ** 2 / max(float((s ** 2).sum()), 1e-30))[:have]
+    return proj, comps, ratio
 
 
 def turn_angles(points: np.ndarray, min_step: float = 1e-9) -> np.ndarray:

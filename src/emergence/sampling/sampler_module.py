@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import json
 from typing import Callable, Sequence
 
@@ -334,8 +335,12 @@ def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, stream, in
     """Measure w*, then drive the run under the Lightning Trainer over ``stream.batch(step)``
     (chains * batch rows per step); every process returns the whole trace."""
     module = SamplerModule(make_run, cfg.chains, [init_stream.batch(i) for i in range(cfg.init_batches)])
-    fit(sampler_trainer(cfg, label), module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
-    return module.run.to_dataset(attrs=attrs)  # only after all cfg.steps: fit raises Interrupted otherwise
+    trainer = sampler_trainer(cfg, label)
+    fit(trainer, module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
+    trace = module.run.to_dataset(attrs=attrs)  # only after all cfg.steps: fit raises Interrupted otherwise
+    del trainer, module  # the Trainer and the module hold each other (and the chains' replicas):
+    gc.collect()         # free them now, not after many samplers (rllc runs dozens per checkpoint)
+    return trace
 
 
 def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str, n_ctx: int,
