@@ -84,3 +84,13 @@ def test_attention_only_and_neox_models():
         assert registry.names()[-2:] == ["L0.mlp", "L1.mlp"] and registry.n_heads == 4
         params = dict(model.named_parameters())
         assert all(name in params for name, _ in registry.weights("L1H2"))
+
+
+def test_any_module_restricts_by_parameter_name():
+    """A module that is neither architecture (a toy potential) has its parameters as components;
+    asking it for a head names what is missing."""
+    toy = torch.nn.Linear(2, 1)
+    registry = Components(toy)
+    assert registry.weights("bias") == [("bias", (slice(None),))]
+    with pytest.raises(TypeError, match="our GPT and GPT-NeoX"):
+        registry.weights("L0H0")

@@ -92,23 +92,31 @@ class Block:
 
 
 class Components:
-    """The components of our GPT or of an HF GPT-NeoX model (wrapped in `HFCausalLM` or not)."""
+    """The components of our GPT or of an HF GPT-NeoX model (wrapped in `HFCausalLM` or not). Any
+    other module has parameters only, named as `named_parameters` names them."""
 
     def __init__(self, model: nn.Module):
         self.model = model
         self.params = dict(model.named_parameters())
-        if hasattr(model, "transformer"):
-            self.n_heads, self.neox = model.cfg.n_head, False
-            self.blocks = [Block(b, b.attn.c_proj, b.mlp, f"transformer.h.{i}.", "attn.", "c_attn.", "c_proj.")
-                           for i, b in enumerate(model.transformer.h)]
-            return
+        self._blocks: list[Block] | None = None
+        self.n_heads, self.neox = 0, False
         hf = getattr(model, "hf", model)
-        if not hasattr(hf, "gpt_neox"):
-            raise TypeError(f"{type(model).__name__}: components are defined for our GPT and GPT-NeoX models")
-        root = "hf.gpt_neox.layers" if hf is not model else "gpt_neox.layers"
-        self.n_heads, self.neox = hf.config.num_attention_heads, True
-        self.blocks = [Block(b, b.attention.dense, b.mlp, f"{root}.{i}.", "attention.", "query_key_value.", "dense.")
-                       for i, b in enumerate(hf.gpt_neox.layers)]
+        if hasattr(model, "transformer"):
+            self.n_heads = model.cfg.n_head
+            self._blocks = [Block(b, b.attn.c_proj, b.mlp, f"transformer.h.{i}.", "attn.", "c_attn.", "c_proj.")
+                            for i, b in enumerate(model.transformer.h)]
+        elif hasattr(hf, "gpt_neox"):
+            root = "hf.gpt_neox.layers" if hf is not model else "gpt_neox.layers"
+            self.n_heads, self.neox = hf.config.num_attention_heads, True
+            self._blocks = [Block(b, b.attention.dense, b.mlp, f"{root}.{i}.", "attention.", "query_key_value.",
+                                  "dense.") for i, b in enumerate(hf.gpt_neox.layers)]
+
+    @property
+    def blocks(self) -> list[Block]:
+        if self._blocks is None:
+            raise TypeError(f"{type(self.model).__name__}: components are defined for our GPT and GPT-NeoX models "
+                            "(any other module's parameters go by their own names)")
+        return self._blocks
 
     @property
     def n_layers(self) -> int:
