@@ -90,9 +90,9 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64,
     """(N, T) per-token losses, zero where not scored; rows in dataset order.
 
     Sequences are batched by length (less padding); the unembedding runs only at the scored
-    positions, in chunks (`chunked_cross_entropy`): memory is bounded by the batch's hidden
-    states, whatever the vocabulary. Models: our GPT and `HFCausalLM` (both expose ``hidden``
-    and ``lm_head``).
+    positions, in chunks (`chunked_cross_entropy`), for models that expose ``hidden`` and
+    ``lm_head`` (our GPT, `HFCausalLM`): memory is bounded by the batch's hidden states, whatever
+    the vocabulary. Any other module is scored from its full logits.
     """
     device = module_device(model)
     out = torch.zeros(seqs.mask.shape, device=device)
@@ -100,8 +100,12 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64,
         t = int(seqs.lengths[idx].max())
         ids, targets, mask = (x[idx, :t].to(device) for x in (seqs.ids, seqs.targets, seqs.mask))
         mask = mask.bool()
-        rows = torch.zeros(len(idx), t, device=device)
-        rows[mask] = chunked_cross_entropy(model.hidden(ids)[mask], model.lm_head, targets[mask], logits_mb)
+        if hasattr(model, "hidden"):
+            rows = torch.zeros(len(idx), t, device=device)
+            rows[mask] = chunked_cross_entropy(model.hidden(ids)[mask], model.lm_head, targets[mask], logits_mb)
+        else:  # any other ids -> logits module (a HookedTransformer): its logits for the whole batch
+            rows = F.cross_entropy(model(ids).flatten(0, 1).float(), targets.flatten(),
+                                   reduction="none").view_as(targets) * mask
         out[idx, :t] = rows
     return out
 
