@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emergence.models.gpt import token_losses
 
 
 @dataclasses.dataclass
@@ -104,8 +105,7 @@ def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64,
             rows = torch.zeros(len(idx), t, device=device)
             rows[mask] = chunked_cross_entropy(model.hidden(ids)[mask], model.lm_head, targets[mask], logits_mb)
         else:  # any other ids -> logits module (a HookedTransformer): its logits for the whole batch
-            rows = F.cross_entropy(model(ids).flatten(0, 1).float(), targets.flatten(),
-                                   reduction="none").view_as(targets) * mask
+            rows = token_losses(model(ids), targets) * mask
         out[idx, :t] = rows
     return out
 
