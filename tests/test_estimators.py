@@ -181,3 +181,37 @@ def test_block_bootstrap_adds_no_same_problem_pairs():
     cb = agg["correct->buggy"]
     assert cb["lo"] <= cb["mean"] <= cb["hi"]
     assert agg["correct->buggy/different_problem"]["lo"] == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("preconditioned, exact", [(True, True), (True, False), (False, True), (False, False)])
+def test_sgld_step_is_the_formula_and_freezes_after_the_burn_in(preconditioned, exact):
+    """One update against the formula written out: h = eps / (sqrt(V) + alpha) with V the bias-corrected mean of
+    g^2 over the burn-in (or h = eps), the localization integrated exactly (or an Euler step), the mask respected."""
+    from emergence.sampling.sgld import RMSPropSGLD
+    torch.manual_seed(0)
+    w0 = torch.randn(3, 50)
+    mask = (torch.rand(3, 50) > 0.3).float()
+    w = torch.nn.Parameter(w0.clone())
+    opt = RMSPropSGLD([w], lr=1e-3, nbeta=50.0, localization=100.0, preconditioned=preconditioned, adapt_steps=2,
+                      exact_localization=exact, mask=mask, generator=torch.Generator().manual_seed(1))
+    xi = torch.Generator().manual_seed(1)
+    grads = [torch.randn(3, 50) for _ in range(4)]
+    v = torch.zeros(3, 50)
+    for t, g in enumerate(grads, 1):
+        before = w.detach().clone()
+        w.grad = g
+        opt.step()
+        if t <= 2:
+            v = 0.99 * v + 0.01 * g ** 2
+            v_hat = v / (1 - 0.99 ** t)
+        h = 1e-3 / (v_hat.sqrt() + 0.1) if preconditioned else torch.full_like(g, 1e-3)
+        noise = torch.randn(3, 50, generator=xi)
+        u = before - w0
+        if exact:
+            keep = torch.exp(-50.0 * h)
+            expected = w0 + keep * u - (1 - keep) * 0.5 * g + ((1 - keep ** 2) / 100.0).sqrt() * noise * mask
+            expected = torch.where(mask.bool(), expected, before)
+        else:
+            expected = before + mask * (-0.5 * h * (50.0 * g + 100.0 * u) + h.sqrt() * noise)
+        assert torch.allclose(w.detach(), expected, atol=1e-6), (t, (w.detach() - expected).abs().max())
+    assert "coef" in opt.state[w] and "square_avg" not in opt.state[w]  # eps_hat constant: cached, V freed

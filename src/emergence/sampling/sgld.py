@@ -60,27 +60,42 @@ class RMSPropSGLD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, nbeta, gamma = group["lr"], group["nbeta"], group["localization"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                noise = self._noise(p)
-                if group["preconditioned"]:
-                    eps_hat = lr / (self._second_moment(state, p.grad, group).sqrt() + group["alpha"])
-                else:
-                    eps_hat = torch.full_like(p, lr)
-                if gamma and group["exact_localization"]:
-                    update = self._ou_step(p - state["anchor"], p.grad.mul(nbeta), noise, eps_hat, gamma)
-                else:
-                    drift = p.grad.mul(nbeta)
-                    if gamma:
-                        drift.add_(p - state["anchor"], alpha=gamma)
-                    update = drift.mul_(eps_hat).mul_(-0.5).add_(noise.mul_(eps_hat.sqrt_()))
-                if self.mask is not None:
-                    update.mul_(self.mask)
-                p.add_(update)
+                keep, force, spread = state.get("coef") or self._coefficients(state, p, group)
+                anchor = state["anchor"]  # w' = w* + keep (w - w*) - force grad + spread xi, in place
+                p.sub_(anchor).mul_(keep).add_(anchor)
+                _fma(p, p.grad, -force)
+                _fma(p, self._noise(p, state), spread)
         return loss
+
+    def _coefficients(self, state: dict, p: torch.Tensor, group: dict) -> tuple:
+        """(keep, force, spread) of the update w' = w* + keep (w - w*) - force grad + spread xi, with h = eps_hat.
+        Exact localization: keep = e^{-g h/2}, force = (1 - keep) nbeta / g, spread = sqrt((1 - keep^2) / g);
+        Euler: keep = 1 - g h / 2, force = nbeta h / 2, spread = sqrt(h). force and spread are zero outside the
+        mask. Cached once eps_hat is constant (plain SGLD, or V frozen after the burn-in; V is then freed)."""
+        lr, nbeta, gamma = group["lr"], group["nbeta"], group["localization"]
+        if group["preconditioned"]:
+            h = lr / (self._second_moment(state, p.grad, group).sqrt() + group["alpha"])
+        else:
+            h = torch.tensor(lr, dtype=p.dtype, device=p.device)
+        if gamma and group["exact_localization"]:
+            keep = torch.exp(-0.5 * gamma * h)
+            force, spread = (1 - keep) * (nbeta / gamma), ((1 - keep ** 2) / gamma).sqrt()
+        else:
+            keep, force, spread = 1 - 0.5 * gamma * h, 0.5 * nbeta * h, h.sqrt()
+        if self.mask is not None:
+            force, spread = force * self.mask, spread * self.mask
+        coef = [keep, force, spread]
+        if not group["preconditioned"]:
+            coef = [c if c.dim() else float(c) for c in coef]
+            state["coef"] = coef
+        elif group["adapt_steps"] is not None and state["steps"] >= group["adapt_steps"]:
+            state["coef"] = coef
+            del state["square_avg"]
+        return coef
 
     @staticmethod
     def _second_moment(state: dict, grad: torch.Tensor, group: dict) -> torch.Tensor:
@@ -97,19 +112,18 @@ class RMSPropSGLD(torch.optim.Optimizer):
             return v / (1 - beta ** state["steps"])
         return v
 
-    @staticmethod
-    def _ou_step(offset, force, noise, eps_hat, gamma):
-        """The step of du = -(1/2)(gamma u + f) dt + dB over time eps_hat with f held fixed,
-        integrated exactly: u' = e^{-g h/2} u - (1 - e^{-g h/2}) f / g + sqrt((1 - e^{-g h}) / g) xi."""
-        decay = torch.exp(-0.5 * gamma * eps_hat)
-        target = offset.mul(decay).sub_(force.mul_((1 - decay) / gamma))
-        target.add_(noise.mul_(((1 - decay ** 2) / gamma).sqrt_()))
-        return target.sub_(offset)
-
-    def _noise(self, p: torch.Tensor) -> torch.Tensor:
+    def _noise(self, p: torch.Tensor, state: dict) -> torch.Tensor:
+        """xi ~ N(0, I) in a buffer kept across steps; one generator per chain row when given a list."""
+        noise = state.get("noise")
+        if noise is None:
+            noise = state["noise"] = torch.empty_like(p)
         if not isinstance(self.generator, (list, tuple)):
-            return torch.randn(p.shape, generator=self.generator, dtype=p.dtype, device=p.device)
-        noise = torch.empty_like(p)
+            return noise.normal_(generator=self.generator)
         for row, g in zip(noise, self.generator):
             row.normal_(generator=g)
         return noise
+
+
+def _fma(out: torch.Tensor, x: torch.Tensor, coef) -> torch.Tensor:
+    """out += coef * x, for a tensor or a number coef."""
+    return out.addcmul_(x, coef) if torch.is_tensor(coef) else out.add_(x, alpha=coef)
