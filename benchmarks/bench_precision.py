@@ -165,7 +165,7 @@ def _ours(task: str, draws: int, step: int, override: dict, threads: int | None,
     from emergence.sampling.sampler_module import sample_lm
     p, T, sets, model = _setup(step, override, threads)
     cfg = dataclasses.replace(p.sampler, draws=draws, **change)
-    observables = sequence_observables(sets, cfg.obs_batch_size) if task == "bif" else None
+    observables = sequence_observables(sets, p.device.memory_mb) if task == "bif" else None
     t0 = time.perf_counter()
     trace = sample_lm(model, cfg, p.seed, str(TRAIN_BIN), T, observables)
     t_sample = time.perf_counter() - t0
@@ -433,7 +433,8 @@ def main() -> None:
                   "override": override, "threads": args.threads or "torch default",
                   "sampler": {k: getattr(s, k) for k in ("lr", "nbeta", "localization", "rms_alpha", "rms_beta",
                                                          "rms_adapt", "chains", "burn_in", "batch_size", "obs_every",
-                                                         "obs_batch_size", "paired", "init_batches")},
+                                                         "paired", "init_batches")},
+                  "inference_memory_mb": p.device.memory_mb,
                   "devinterp": {"entry_points": "devinterp.slt.llc.llc({}) / devinterp.slt.bif.bif("
                                                 "correlation_method='sequence')",
                                 "sampling_method": "rmsprop_sgld (preconditioner re-estimated at every step, "

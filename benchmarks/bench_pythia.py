@@ -219,12 +219,13 @@ def _load(ws: str):
 def observables_memory(ws: str, n_obs: int, length: int) -> dict:
     """Peak RSS of one observables pass (the sample stage's: losses, component norms, residual reads) over
     `n_obs` sequences of `length` tokens standing in for the pairs (what grows with sampler.n_pairs), plus w
-    sampling and w general-code windows (w = sampler.shift_windows), as the stage builds them. With n_obs >=
-    obs_batch_size both sizes run full inference batches, so a difference is growth with the count."""
+    sampling and w general-code windows (w = sampler.shift_windows), as the stage builds them. Both sizes run
+    full inference batches (sized by device.memory_mb), so a difference is growth with the count."""
     import gc
 
     import torch
     from emergence.models.lm_module import fixed_windows
+    from emergence.device import batch_for
     from emergence.models.scoring import build_sequences
     from emergence.sampling.observables import blocks, sequence_observables
     p, model = _load(ws)
@@ -234,7 +235,7 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
         x, y = fixed_windows(corpus / f"{split}.bin", length, n).tensors
         sets.append(build_sequences(torch.cat([x, y[:, -1:]], 1).tolist(), [1] * n, length,
                                     [f"{label}/{i}" for i in range(n)], [label] * n, [label] * n))
-    obs = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level, component_probe=2,
+    obs = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level, component_probe=2,
                                model=model, read_layer=p.sae_layer_for(len(blocks(model))))
     gc.collect()
     before = _rss_mb()
@@ -248,7 +249,7 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
     return {"n_obs": n_obs + 2 * w, "n_pair_like": n_obs, "tokens": (n_obs + 2 * w) * length, "seconds": seconds,
             "rss_before_mb": before,
             "pass_peak_mb": peak, "pass_growth_mb": peak - before,
-            "logits_batch_mb": min(n_obs, p.sampler.obs_batch_size) * length * VOCAB * 4 / MB}
+            "batch_sequences": batch_for(model, length, p.device.memory_mb), "memory_mb": p.device.memory_mb}
 
 
 def _sgld_setup(ws: str, draws: int):
@@ -256,7 +257,7 @@ def _sgld_setup(ws: str, draws: int):
     from emergence.stages.sample import observable_sets
     p, model = _load(ws)
     sets = observable_sets(p, Path(ws) / "artifacts/corpus")
-    obs = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level, component_probe=2,
+    obs = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level, component_probe=2,
                                model=model, read_layer=p.sae_layer_for(len(blocks(model))))
     cfg = dataclasses.replace(p.sampler, burn_in=0, draws=draws, preconditioned=False, rms_adapt="every_step",
                               check_every=draws)
@@ -309,6 +310,7 @@ def sgld_bare(ws: str, draws: int) -> dict:
     from emergence.io import seed_for
     from emergence.models.gpt import token_losses
     from emergence.models.lm_module import TokenWindows
+    from emergence.device import batch_for
     from emergence.models.scoring import length_batches
     p, model, sets, _, cfg = _sgld_setup(ws, draws)
     C, B, T = cfg.chains, cfg.batch_size, p.model.n_ctx
@@ -321,11 +323,12 @@ def sgld_bare(ws: str, draws: int) -> dict:
     g = torch.Generator().manual_seed(0)
     noise = [torch.empty_like(q) for q in model.parameters()]
     pull = 0.5 * cfg.lr * cfg.localization
+    batch = batch_for(model, T, p.device.memory_mb)  # the observables' batches, as the sampler sizes them
 
     @torch.inference_mode()
     def observe(m):
         for seqs in sets:
-            for idx in length_batches(seqs, cfg.obs_batch_size):
+            for idx in length_batches(seqs, batch):
                 t = int(seqs.lengths[idx].max())
                 (token_losses(m(seqs.ids[idx, :t]), seqs.targets[idx, :t]) * seqs.mask[idx, :t]).sum(1)
 
@@ -379,7 +382,7 @@ def rllc_jobs(ws: str) -> dict:
     corpus = Path(ws) / "artifacts/corpus"
     cfg = dataclasses.replace(p.sampler, draws=p.rllc.draws, burn_in=p.rllc.burn_in, chains=p.rllc.chains,
                               batch_size=p.rllc.batch_size, obs_every=p.rllc.obs_every)
-    obs = sequence_observables(observable_sets(p, corpus), p.sampler.obs_batch_size, p.sampler.token_level)
+    obs = sequence_observables(observable_sets(p, corpus), p.device.memory_mb, p.sampler.token_level)
     seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
     correct = seqs.subset(np.nonzero(seqs.labels == "correct")[0].tolist())
     train = str(corpus / "train.bin")
@@ -480,12 +483,6 @@ def study_flops(s: dict, p, n_pairs_all: int) -> dict[str, dict]:
     return out
 
 
-# Where each stage's model passes run as the code stands: only the sampler's Trainer takes sampler.accelerator;
-# train_lm (model.source hf: scoring the revisions), monitors, probes and sae (its Trainer has accelerator="cpu")
-# keep the model on the CPU.
-DEVICE_AS_CODED = {"train_lm": "cpu", "monitors": "cpu", "sample": "gpu", "rllc": "gpu", "sae": "cpu", "probes": "cpu"}
-
-
 def gpu_seconds(parts: dict, rate: float) -> float:
     flops = sum(v for k, v in parts.items() if k != "update_bytes")
     return flops / rate + parts.get("update_bytes", 0.0) / (H100["hbm_bytes_s"] * BW_SHARE)
@@ -494,18 +491,17 @@ def gpu_seconds(parts: dict, rate: float) -> float:
 def sampler_memory_gb(s: dict, p) -> dict:
     """Peak memory of the sample stage, counted from the code: the checkpoint (held twice by the stage: the
     first revision for the observables' setup and the current one), the paired anchor copy, per chain W, G,
-    w* and V ((chains, P) tensors in sgld.py), and ~8 (chains, P) temporaries alive in RMSPropSGLD.step;
-    activations for backward (fp32: 2 x 34 d + 10 heads n_ctx bytes per token and layer, Korthikanti et al.
-    2022, arXiv 2205.05198) and logits (x3: logits, log-softmax, their gradient); an observables batch's logits
-    (x2). All fp32."""
+    w*, the noise and the update's three cached coefficients ((chains, P) tensors in sgld.py; during the burn-in
+    V and as many temporaries instead); activations for backward (fp32: 2 x 34 d + 10 heads n_ctx bytes per token
+    and layer, Korthikanti et al. 2022, arXiv 2205.05198) and logits (x3: logits, log-softmax, their gradient);
+    an observables batch: device.memory_mb of activations and as much of chunked logits. All fp32."""
     P, C, T, d = n_params(s), p.sampler.chains, p.model.n_ctx, s["d_model"]
-    weights = (3 + 4 * C) * P * 4
-    step_tmp = 8 * C * P * 4
+    weights = (3 + 7 * C) * P * 4
     tokens = C * p.sampler.batch_size * T
     acts = tokens * s["n_layer"] * (68 * d + 10 * s["n_head"] * T) + tokens * VOCAB * 4 * 3
-    obs = p.sampler.obs_batch_size * T * VOCAB * 4 * 2
-    peak = weights + max(step_tmp, acts, obs)
-    return {"weights_gb": weights / 1e9, "update_temporaries_gb": step_tmp / 1e9, "backward_activations_gb": acts / 1e9,
+    obs = 2 * p.device.memory_mb * MB
+    peak = weights + max(acts, obs)
+    return {"weights_gb": weights / 1e9, "backward_activations_gb": acts / 1e9,
             "observables_batch_gb": obs / 1e9, "peak_gb": peak / 1e9}
 
 
@@ -539,21 +535,15 @@ def extrapolate(args, bench: dict) -> dict:
         s = SHAPES[name]
         flops = study_flops(s, p, n_pairs_all)
         per_stage[name] = {st: {"tflop": sum(v for k, v in parts.items() if k != "update_bytes") / 1e12,
-                                "runs_on_as_coded": DEVICE_AS_CODED[st],
                                 **{f"h100_{k}_hours": gpu_seconds(parts, r) / 3600 for k, r in rates.items()}}
                            for st, parts in flops.items()}
         if cpu_gflops:
             for v in per_stage[name].values():
                 v["this_cpu_hours"] = v["tflop"] * 1e3 / cpu_gflops / 3600
         total = {k: sum(v[f"h100_{k}_hours"] for v in per_stage[name].values()) for k in rates}
-        on_cpu = [v for v in per_stage[name].values() if v["runs_on_as_coded"] == "cpu"]
         rows.append({"model": name, "parameters_m": n_params(s) / 1e6,
                      "total_pflop": sum(v["tflop"] for v in per_stage[name].values()) / 1e3,
                      **{f"h100_{k}_hours": v for k, v in total.items()},
-                     "as_coded_h100_fp32_hours": sum(v["h100_fp32_hours"] for v in per_stage[name].values()
-                                                     if v["runs_on_as_coded"] == "gpu"),
-                     "as_coded_cpu_pflop": sum(v["tflop"] for v in on_cpu) / 1e3,
-                     "as_coded_this_cpu_hours": sum(v.get("this_cpu_hours", float("nan")) for v in on_cpu),
                      "sample_memory": sampler_memory_gb(s, p),
                      "sample_memory_one_chain_per_device": sampler_memory_gb(
                          s, dataclasses.replace(p, sampler=dataclasses.replace(p.sampler, chains=1)))})
@@ -615,10 +605,9 @@ def extrapolate(args, bench: dict) -> dict:
         "not counted: process start-up and checkpoint loading, the CPU estimators (influence, emergence, "
         "susceptibility: no model passes; their CPU time is measured above where run), data stages, calibration",
         "memory: sampler_memory_gb's docstring; activation memory uses the eager-attention formula (upper bound)",
-        "devices as coded: only sample and rllc put the model on sampler.accelerator (the pythia profile: auto, "
-        "so the H100); train_lm (scoring HF revisions), monitors, probes and sae (Trainer accelerator='cpu') run "
-        "on the host CPU; 'h on this CPU' uses the forward rate MEASURED here (observables pass, 512 sequences) "
-        "on 2 shared cores: a many-core host is proportionally faster",
+        "devices: every stage follows device.accelerator (the pythia profile: auto, so the H100); 'h on this CPU' "
+        "uses the forward rate MEASURED here (observables pass, 512 sequences) on 2 shared cores: a many-core "
+        "host is proportionally faster",
     ]
     return {"rows": rows, "per_stage": per_stage, "cross_check": cross, "assumptions": assumptions,
             "study_source": source}
@@ -660,25 +649,24 @@ def markdown(bench: dict, ext: dict) -> str:
                   f"of the steady draw, the SGLD update: ours {sg['update_per_draw_s']['ours']:.2f} s, bare "
                   f"{sg['update_per_draw_s']['bare_loop']:.2f} s"]
     lines += ["", "### ESTIMATE: the default study on one H100 (compute-bound)", "",
-              "| model | params | total PFLOP | all stages on the H100: h fp32 / h TF32 | as coded: sample + rllc on the "
-              "H100 (h fp32) + CPU stages (PFLOP; h on this CPU) | sample stage peak GB (fits 80 GB?) |",
-              "|---|---|---|---|---|---|"]
+              "| model | params | total PFLOP | all stages on the H100 (device.accelerator: gpu): h fp32 / h TF32 | "
+              "sample stage peak GB (fits 80 GB?) |",
+              "|---|---|---|---|---|"]
     for r in ext["rows"]:
         mem = r["sample_memory"]["peak_gb"]
         lines.append(f"| {r['model']} | {r['parameters_m']:.0f}M | {r['total_pflop']:.1f} | {r['h100_fp32_hours']:.2f} / "
-                     f"{r['h100_tf32_hours']:.2f} | {r['as_coded_h100_fp32_hours']:.2f} + ({r['as_coded_cpu_pflop']:.1f}; "
-                     f"{r['as_coded_this_cpu_hours']:.0f}) | {mem:.0f} ({'yes' if mem < H100['memory_gb'] else 'NO'}) |")
-    lines += ["", "Sample stage memory with one chain per device (sampler.devices = sampler.chains): " + ", ".join(
+                     f"{r['h100_tf32_hours']:.2f} | {mem:.0f} ({'yes' if mem < H100['memory_gb'] else 'NO'}) |")
+    lines += ["", "Sample stage memory with one chain per device (device.devices = sampler.chains): " + ", ".join(
         f"{r['model']} {r['sample_memory_one_chain_per_device']['peak_gb']:.0f} GB" for r in ext["rows"])]
     if "sample_memory_formula_at_bench_sizes" in bench and "sample" in bench.get("stages", {}):
         lines.append(f"Memory formula check at the bench sizes (Pythia-70m): "
                      f"{bench['sample_memory_formula_at_bench_sizes']['peak_gb']:.1f} GB counted vs "
                      f"{bench['stages']['sample']['peak_rss_mb'] * MB / 1e9:.1f} GB MEASURED peak RSS of the sample stage")
-    lines += ["", "| model | stage | runs on (as coded) | TFLOP | H100 h fp32 | H100 h TF32 | h on this CPU |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| model | stage | TFLOP | H100 h fp32 | H100 h TF32 | h on this CPU |",
+              "|---|---|---|---|---|---|"]
     for name, stages in ext["per_stage"].items():
         for st, v in stages.items():
-            lines.append(f"| {name} | {st} | {v['runs_on_as_coded']} | {v['tflop']:.1f} | {v['h100_fp32_hours']:.3f} | "
+            lines.append(f"| {name} | {st} | {v['tflop']:.1f} | {v['h100_fp32_hours']:.3f} | "
                          f"{v['h100_tf32_hours']:.3f} | {v.get('this_cpu_hours', float('nan')):.0f} |")
     cross = ext["cross_check"]
     if cross:

@@ -49,20 +49,21 @@ def _setup(tmp: str, n_obs: int = N_OBS):
 def _sampler_params(chains=CHAINS):
     from emergence.config import SamplerParams
     return SamplerParams(lr=LR, nbeta=NBETA, localization=GAMMA, preconditioned=False, rms_adapt="every_step", chains=chains,
-                         burn_in=0, draws=DRAWS, thin=1, batch_size=BATCH, obs_every=1, obs_batch_size=BATCH,
+                         burn_in=0, draws=DRAWS, thin=1, batch_size=BATCH, obs_every=1,
                          init_batches=1, paired=False, check_every=DRAWS)
 
 
 def ours(tmp: str, chains: int = CHAINS, n_obs: int = N_OBS, observed: bool = True) -> dict:
     import torch
     from emergence.estimators.bif import bif_matrix
+    from emergence.config import DeviceParams
     from emergence.models.scoring import build_sequences
     from emergence.sampling.observables import sequence_observables
     from emergence.sampling.sampler_module import sample_lm
     model, path, obs_ids = _setup(tmp, n_obs)
     seqs = build_sequences(obs_ids.tolist(), [0] * len(obs_ids), T, [str(i) for i in range(len(obs_ids))],
                            ["correct"] * len(obs_ids), [str(i) for i in range(len(obs_ids))])
-    observables = sequence_observables([seqs], BATCH) if observed else None
+    observables = sequence_observables([seqs], DeviceParams().memory_mb) if observed else None
     t0 = time.perf_counter()
     trace = sample_lm(model, _sampler_params(chains), 0, str(path), T, observables)
     if observed:

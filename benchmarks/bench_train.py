@@ -59,10 +59,10 @@ def bare(corpus: str, steps: int) -> dict:
 
 def lightning(corpus: str, steps: int) -> dict:
     import pytorch_lightning as pl
+    from emergence.device import trainer_args
     p, module, data = _setup(corpus, steps)
     clock, marks = lightning_clock(WARMUP)
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, precision=p.train.precision,
-                         gradient_clip_val=p.train.grad_clip, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_steps=steps, **trainer_args(p.device), gradient_clip_val=p.train.grad_clip, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, callbacks=[clock])
     trainer.fit(module, datamodule=data)

@@ -50,7 +50,7 @@ def tiny_corpus(tmp_path_factory, humaneval):
 
 TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.d_mlp=64", "model.n_ctx=64",
         "train.max_steps=12", "train.batch_size=4", "train.warmup_steps=2", "train.val_windows=8",
-        "train.eval_batch_size=16", "train.checkpoints.log_until=4", "train.checkpoints.n_linear=2",
+        "train.checkpoints.log_until=4", "train.checkpoints.n_linear=2",
         "monitors.repeat_length=16", "monitors.batch=4", "monitors.icl_early=5", "monitors.icl_windows=8"]
 
 

@@ -171,7 +171,8 @@ def pythia_workspace(tmp: Path) -> Path:
     made = run([sys.executable, __file__, str(revisions)], env=env(tmp))
     assert made.returncode == 0, made.stderr[-3000:]
     return workspace(tmp, "smoke", ["model.source=hf", "model.hf_name=tiny/pythia",
-                                    "model.hf_revisions=[step0,step8,step40]", f"model.hf_local_dir={revisions}"])
+                                    "model.hf_revisions=[step0,step8,step40]", f"model.hf_local_dir={revisions}",
+                                    "device.memory_mb=1"])  # inference batches of a few sequences
 
 
 PIPELINES = {"workspace": smoke_workspace, "experiment": smoke_experiment, "pythia": pythia_workspace,

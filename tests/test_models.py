@@ -93,7 +93,7 @@ def test_induction_score_rises_on_repeated_sequences():
     torch.manual_seed(0)
     V, L = 32, 12
     model = GPT(GPTConfig(vocab_size=V, n_ctx=2 * L, n_layer=2, n_head=2, d_model=32, d_mlp=64))
-    before = head_monitors(gpt_to_hooked(model), V, L, 32, seed=1)["prefix_matching"].max()
+    before = head_monitors(gpt_to_hooked(model), V, L, 32, 1, 0.05)["prefix_matching"].max()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for step in range(150):
         x = repeated_random_tokens(V, L, 64, 1000 + step)
@@ -101,7 +101,7 @@ def test_induction_score_rises_on_repeated_sequences():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    after = head_monitors(gpt_to_hooked(model), V, L, 32, seed=1)["prefix_matching"].max()
+    after = head_monitors(gpt_to_hooked(model), V, L, 32, 1, 0.05)["prefix_matching"].max()
     assert before < 0.15 and after > 0.5
 
 
@@ -147,7 +147,7 @@ def test_training_runs_data_parallel_on_cpu_with_two_processes(tiny_corpus, tmp_
     """Lightning's DDP (gloo on CPU, 2 spawned processes): ranks read disjoint windows, rank 0 writes."""
     from emergence.config import load_params
     from tests.conftest import ROOT, TINY
-    p = load_params(ROOT / "params.yaml", TINY + ["train.devices=2", "train.strategy=ddp_spawn"])
+    p = load_params(ROOT / "params.yaml", TINY + ["device.devices=2", "device.strategy=ddp_spawn"])
     index = train(p, tiny_corpus, tmp_path / "ddp")
     assert [c["step"] for c in index["checkpoints"]] == [0, 1, 2, 4, 8, 12]
     assert index["checkpoints"][-1]["val/loss"] < index["checkpoints"][0]["val/loss"]
@@ -159,7 +159,7 @@ def test_training_runs_data_parallel_on_cpu_with_two_processes(tiny_corpus, tmp_
 
 @pytest.mark.parametrize("arch", ["gpt", "neox"])
 def test_scoring_holds_logits_for_a_chunk_of_positions_only(arch, neox_revisions):
-    """token_loss_matrix unembeds at most `logits_mb` of logits at once (here 40 positions), and gives
+    """token_loss_matrix unembeds at most `memory_mb` of logits at once (here 40 positions), and gives
     the losses of the full-vocabulary logits of the whole batch."""
     from emergence.models.checkpoints import HFCausalLM
     from emergence.models.scoring import build_sequences, token_loss_matrix
@@ -175,7 +175,7 @@ def test_scoring_holds_logits_for_a_chunk_of_positions_only(arch, neox_revisions
     rows = []
     model.lm_head.register_forward_hook(lambda module, inputs, output: rows.append(len(output)))
     chunk_mb = 40 * 4 * 300 / 2 ** 20
-    losses = token_loss_matrix(model, seqs, batch_size=6, logits_mb=chunk_mb)
+    losses = token_loss_matrix(model, seqs, chunk_mb)
     assert max(rows) <= 40 and sum(rows) == int(seqs.mask.sum())
     with torch.no_grad():
         full = token_losses(model(seqs.ids), seqs.targets) * seqs.mask

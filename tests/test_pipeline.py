@@ -2,6 +2,7 @@
 metrics, the report in a real headless browser, and recovery from interruptions and bad input."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -242,3 +243,7 @@ def test_pythia_revisions_run_the_whole_pipeline_as_a_params_change(pythia_run):
         assert (ws / rel).exists(), rel
     sus = json.loads((ws / "artifacts/susceptibility/matrices/step_40.json").read_text())
     assert "L1H1" in sus["components"] and any(c.startswith("SAE") for c in sus["components"])
+    # device.memory_mb = 1: the observables are scored a few sequences at a time
+    line = re.search(r"observables: (\d+) sequences, scored in inference batches of (\d+) \(device.memory_mb = 1\)",
+                     (ws / ".cache/logs/sample.log").read_text())
+    assert line and 1 <= int(line[2]) < int(line[1]), line

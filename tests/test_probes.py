@@ -71,9 +71,9 @@ def test_logit_lens_last_layer_equals_the_model(tiny_corpus):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=300, n_ctx=64, n_layer=2, n_head=2, d_model=32, d_mlp=64)).eval()
     seqs = load_pair_sequences(tiny_corpus / "pairs_tokens.jsonl", 64, n_pairs=4)
-    lens = logit_lens(gpt_to_hooked(model), seqs.ids, seqs.targets, seqs.mask)
+    lens = logit_lens(gpt_to_hooked(model), seqs.ids, seqs.targets, seqs.mask, 0.5)  # a few sequences per batch
     assert lens.shape == (2, len(seqs))
-    np.testing.assert_allclose(lens[-1], sequence_losses(model, seqs).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(lens[-1], sequence_losses(model, seqs, 64).numpy(), rtol=1e-4)
 
 
 def test_trajectory_turn_is_found():

@@ -15,7 +15,8 @@ from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
 from emergence.sampling.trace import cache_key, load_trace, save_trace
 
 CFG = dict(lr=1e-5, nbeta=100.0, localization=100.0, preconditioned=False, chains=2, burn_in=5,
-           draws=10, thin=1, batch_size=4, obs_every=2, obs_batch_size=7, init_batches=2, check_every=5)
+           draws=10, thin=1, batch_size=4, obs_every=2, init_batches=2, check_every=5)
+SMALL_MB, LARGE_MB = 1, 64  # inference budgets: about 7 of the test's sequences per batch, and all of them
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,11 @@ def seqs(tiny_corpus):
 def test_trace_records_in_dataset_order(tiny_model, tiny_corpus, seqs, tmp_path):
     cfg = SamplerParams(**CFG, token_level=True)
     trace = sample_lm(tiny_model, cfg, 0, str(tiny_corpus / "train.bin"), 64,
-                      sequence_observables([seqs], cfg.obs_batch_size, True))
+                      sequence_observables([seqs], SMALL_MB, True))
     assert trace["loss"].shape == (2, cfg.steps) and np.isfinite(trace["loss"]).all()
     assert trace["obs"].shape == (2, 5, len(seqs)) and np.isfinite(trace["obs"]).all()
     assert list(trace["obs_step"].values) == [5, 7, 9, 11, 13]
-    np.testing.assert_allclose(trace["obs_init"].values, sequence_losses(tiny_model, seqs, 64).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(trace["obs_init"].values, sequence_losses(tiny_model, seqs, LARGE_MB).numpy(), rtol=1e-5)
     assert list(trace["observable"].values) == seqs.names
     assert trace["token_obs"].shape[-1] == int(seqs.mask.sum())
     path = save_trace(trace, tmp_path / "t.nc")
@@ -57,11 +58,11 @@ def test_trace_records_in_dataset_order(tiny_model, tiny_corpus, seqs, tmp_path)
     assert again.attrs["status"] == "complete"
 
 
-def test_sampling_is_deterministic_and_eval_batch_size_does_not_matter(tiny_model, tiny_corpus, seqs):
+def test_sampling_is_deterministic_and_the_inference_budget_does_not_matter(tiny_model, tiny_corpus, seqs):
     a = sample_lm(tiny_model, SamplerParams(**CFG), 3, str(tiny_corpus / "train.bin"), 64,
-                  sequence_observables([seqs], 7))
-    b = sample_lm(tiny_model, SamplerParams(**{**CFG, "obs_batch_size": 64}), 3,
-                  str(tiny_corpus / "train.bin"), 64, sequence_observables([seqs], 64))
+                  sequence_observables([seqs], SMALL_MB))
+    b = sample_lm(tiny_model, SamplerParams(**CFG), 3, str(tiny_corpus / "train.bin"), 64,
+                  sequence_observables([seqs], LARGE_MB))
     np.testing.assert_array_equal(a["loss"].values, b["loss"].values)
     np.testing.assert_allclose(a["obs"].values, b["obs"].values, rtol=1e-5)
 
@@ -145,35 +146,35 @@ def test_component_masks_for_gpt_neox():
 
 SPLIT_SCRIPT = """
 import sys, torch
-from emergence.config import SamplerParams
+from emergence.config import DeviceParams, SamplerParams
 from emergence.models.gpt import GPT, GPTConfig
 from emergence.models.scoring import load_pair_sequences
 from emergence.sampling.observables import sequence_observables
 from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import save_trace
-model_path, corpus, out, cfg = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
+model_path, corpus, out, cfg, device = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4]), eval(sys.argv[5])
 model = GPT(GPTConfig(vocab_size=300, n_ctx=64, n_layer=1, n_head=2, d_model=32, d_mlp=64))
 model.load_state_dict(torch.load(model_path))
 seqs = load_pair_sequences(corpus + "/pairs_tokens.jsonl", 64, n_pairs=6, seed=0)
 trace = sample_lm(model.eval(), SamplerParams(**cfg), 3, corpus + "/train.bin", 64,
-                  sequence_observables([seqs], 7, component_probe=0, model=model))
+                  sequence_observables([seqs], 1, component_probe=0, model=model), device=DeviceParams(**device))
 if torch.distributed.get_rank() == 0:
     save_trace(trace, out)
 """
 
 
 def test_chains_split_over_two_processes_give_the_same_trace(tiny_model, tiny_corpus, seqs, tmp_path):
-    """sampler.devices=2: Lightning launches 2 processes (gloo on CPU), each runs half the chains;
+    """device.devices=2: Lightning launches 2 processes (gloo on CPU), each runs half the chains;
     the gathered trace equals the one-process trace, because a chain's noise and data depend only on it."""
     import subprocess
     import sys
     cfg = {**CFG, "chains": 3}
     one = sample_lm(tiny_model, SamplerParams(**cfg), 3, str(tiny_corpus / "train.bin"), 64,
-                    sequence_observables([seqs], 7, component_probe=0, model=tiny_model))
+                    sequence_observables([seqs], SMALL_MB, component_probe=0, model=tiny_model))
     torch.save(tiny_model.state_dict(), tmp_path / "model.pt")
     (tmp_path / "split.py").write_text(SPLIT_SCRIPT)
     res = subprocess.run([sys.executable, str(tmp_path / "split.py"), str(tmp_path / "model.pt"), str(tiny_corpus),
-                          str(tmp_path / "two.nc"), repr({**cfg, "devices": 2})],
+                          str(tmp_path / "two.nc"), repr(cfg), repr({"devices": 2})],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     two = load_trace(tmp_path / "two.nc")
@@ -183,7 +184,7 @@ def test_chains_split_over_two_processes_give_the_same_trace(tiny_model, tiny_co
 
 
 def test_chains_split_over_two_nodes_launched_by_torchrun(tiny_model, tiny_corpus, seqs, tmp_path):
-    """sampler.num_nodes=2: two torchrun launches (node ranks 0 and 1, one process each, gloo) stand
+    """device.num_nodes=2: two torchrun launches (node ranks 0 and 1, one process each, gloo) stand
     for two machines; Lightning's torchrun environment joins them and the gathered trace equals the
     one-process trace. (Two real machines, SLURM's srun and a GPU backend are not exercised here.)"""
     import socket
@@ -191,7 +192,7 @@ def test_chains_split_over_two_nodes_launched_by_torchrun(tiny_model, tiny_corpu
     import sys
     cfg = {**CFG, "chains": 2}
     one = sample_lm(tiny_model, SamplerParams(**cfg), 3, str(tiny_corpus / "train.bin"), 64,
-                    sequence_observables([seqs], 7, component_probe=0, model=tiny_model))
+                    sequence_observables([seqs], SMALL_MB, component_probe=0, model=tiny_model))
     torch.save(tiny_model.state_dict(), tmp_path / "model.pt")
     (tmp_path / "split.py").write_text(SPLIT_SCRIPT)
     with socket.socket() as sock:
@@ -200,7 +201,7 @@ def test_chains_split_over_two_nodes_launched_by_torchrun(tiny_model, tiny_corpu
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                 "--master-addr", "127.0.0.1", "--master-port", str(port)]
     args = [str(tmp_path / "split.py"), str(tmp_path / "model.pt"), str(tiny_corpus), str(tmp_path / "nodes.nc"),
-            repr({**cfg, "num_nodes": 2})]
+            repr(cfg), repr({"num_nodes": 2})]
     nodes = [subprocess.Popen([*torchrun, "--node-rank", str(rank), *args], cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
@@ -228,7 +229,7 @@ def test_residual_reads_equal_the_sae_stage_reading(tiny_model, seqs):
     hook_resid_post at the final token), in dataset order, whatever the inference batch size."""
     from emergence.models.hooked import gpt_to_hooked
     from emergence.stages.sae import read_activations
-    expected = read_activations(gpt_to_hooked(tiny_model), "blocks.0.hook_resid_post", seqs, "final")
-    for batch in (3, 64):
-        reads = sequence_observables([seqs], batch, read_layer=0, model=tiny_model).fn(tiny_model)["reads"]
+    expected = read_activations(gpt_to_hooked(tiny_model), "blocks.0.hook_resid_post", seqs, "final", SMALL_MB)
+    for memory_mb in (SMALL_MB, LARGE_MB):
+        reads = sequence_observables([seqs], memory_mb, read_layer=0, model=tiny_model).fn(tiny_model)["reads"]
         np.testing.assert_allclose(reads.numpy(), expected, atol=1e-4)

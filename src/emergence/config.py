@@ -111,6 +111,29 @@ class ModelParams:
 
 
 @dataclasses.dataclass
+class DeviceParams:
+    """Where every stage runs (Lightning's names). LM and SAE training run at `precision`; inference reads
+    (revision scoring, monitors, probes) autocast to bf16 when it is bf16-*; the SGLD
+    sampler is always float32 (its update and the LLC's loss differences)."""
+    accelerator: str = "cpu"         # cpu | gpu | mps | auto
+    devices: int = 1                 # per machine: DDP for LM training, the chains split for SGLD
+    num_nodes: int = 1               # machines (launched by SLURM's srun or torchrun: see the README)
+    precision: str = "32-true"
+    strategy: str = "auto"           # LM training's Lightning strategy
+    memory_mb: int = 512             # one inference batch's activations: every inference batch size follows
+
+    def __post_init__(self) -> None:
+        _require("device", "accelerator", self.accelerator, self.accelerator in ACCELERATORS, str(ACCELERATORS))
+        for key in ("devices", "num_nodes", "memory_mb"):
+            _require("device", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
+        _require("device", "precision", self.precision, self.precision in PRECISIONS, str(PRECISIONS))
+
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
+
+
+@dataclasses.dataclass
 class CheckpointParams:
     log_until: int = 256        # 0, 1, 2, 4, ... below this step
     n_linear: int = 8           # then this many evenly spaced to max_steps
@@ -129,18 +152,12 @@ class TrainParams:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    precision: str = "32-true"
-    accelerator: str = "cpu"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
     log_every: int = 10
     val_windows: int = 64
-    eval_batch_size: int = 32
     checkpoints: CheckpointParams = dataclasses.field(default_factory=CheckpointParams)
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "batch_size", "log_every", "val_windows", "eval_batch_size", "devices", "num_nodes"):
+        for key in ("max_steps", "batch_size", "log_every", "val_windows"):
             v = getattr(self, key)
             _require("train", key, v, v >= 1, ">= 1")
         _require("train", "lr", self.lr, 0 < self.lr < 1, "0 < lr < 1")
@@ -149,10 +166,6 @@ class TrainParams:
                  "0 <= warmup_steps < train.max_steps")
         _require("train", "weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0")
         _require("train", "grad_clip", self.grad_clip, self.grad_clip > 0, "> 0")
-        _require("train", "precision", self.precision, self.precision in PRECISIONS, str(PRECISIONS))
-
-
-PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
 
 
 @dataclasses.dataclass
@@ -185,7 +198,6 @@ class SamplerParams:
     thin: int = 1                    # steps between draws
     batch_size: int = 8              # windows per chain per step
     obs_every: int = 1               # observables at every k-th draw
-    obs_batch_size: int = 64         # inference batch for observables (separate from batch_size)
     token_level: bool = False        # also record per-token losses of the observables
     init_batches: int = 8
     paired: bool = True              # also score w* on each step's batch (a control variate for the LLC)
@@ -194,17 +206,14 @@ class SamplerParams:
     n_pairs: int = 100               # pairs whose two versions are observables (0: all)
     shift_windows: int = 8           # windows of sampling and of general code scored as data shifts
     checkpoints: list[int] = dataclasses.field(default_factory=lambda: [0, 2000])  # steps to sample
-    accelerator: str = "cpu"         # passed to the Lightning Trainer
-    devices: int = 1                 # > 1: chains split over this many devices (one process each)
-    num_nodes: int = 1               # > 1: ... on each of this many machines (Lightning's SLURM / torchrun launch)
     checks: bool = True              # re-sample the last checkpoint at eps/2 and with another seed
 
     def __post_init__(self) -> None:
         for key in ("lr", "nbeta", "divergence_factor"):
             _require("sampler", key, getattr(self, key), getattr(self, key) > 0, "> 0")
         _require("sampler", "localization", self.localization, self.localization >= 0, ">= 0")
-        for key in ("chains", "draws", "thin", "batch_size", "obs_every", "obs_batch_size",
-                    "init_batches", "check_every", "shift_windows", "devices", "num_nodes"):
+        for key in ("chains", "draws", "thin", "batch_size", "obs_every",
+                    "init_batches", "check_every", "shift_windows"):
             _require("sampler", key, getattr(self, key), getattr(self, key) >= 1, ">= 1")
         _require("sampler", "burn_in", self.burn_in, self.burn_in >= 0, ">= 0")
         _require("sampler", "n_pairs", self.n_pairs, self.n_pairs >= 0, ">= 0")
@@ -386,6 +395,7 @@ class Params:
     pairs: PairsParams = dataclasses.field(default_factory=PairsParams)
     corpus: CorpusParams = dataclasses.field(default_factory=CorpusParams)
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
+    device: DeviceParams = dataclasses.field(default_factory=DeviceParams)
     train: TrainParams = dataclasses.field(default_factory=TrainParams)
     monitors: MonitorParams = dataclasses.field(default_factory=MonitorParams)
     sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)

@@ -23,14 +23,19 @@ def matching_keys(tokens: torch.Tensor) -> torch.Tensor:
     return (tokens[:, :, None] == prev[:, None, :]) & causal            # (B, T, T)
 
 
-def induction_scores(patterns: torch.Tensor, tokens: torch.Tensor) -> np.ndarray:
-    """(layers, heads) attention mass on matching keys, averaged over queries that have one.
-
-    `patterns`: (layers, heads, B, T, T) attention; `tokens`: (B, T) the sequences it was read on."""
+def induction_read(patterns: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(layers, heads) attention mass on matching keys summed over the queries that have one, and
+    how many queries have one. `patterns`: (layers, heads, B, T, T); `tokens`: (B, T) the sequences read."""
     M = matching_keys(tokens)
     has = M.any(dim=-1)                                                 # (B, T) queries with a match
     mass = (patterns * M.to(patterns.dtype)).sum(dim=-1)                 # (L, H, B, T)
-    return (mass * has).sum(dim=(-2, -1)).div(has.sum()).numpy()
+    return (mass * has).sum(dim=(-2, -1)), has.sum()
+
+
+def induction_scores(patterns: torch.Tensor, tokens: torch.Tensor) -> np.ndarray:
+    """(layers, heads) attention mass on matching keys, averaged over queries that have one."""
+    total, count = induction_read(patterns, tokens)
+    return total.div(count).numpy()
 
 
 def induction_chance(tokens: torch.Tensor) -> float:

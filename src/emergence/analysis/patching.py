@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from emergence.device import batch_for
 from emergence.models.components import resid_hook
 from emergence.models.gpt import token_losses
 
@@ -70,9 +71,11 @@ def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tup
     names = list(components)
     hook_names = sorted({h for hooks in components.values() for h, _ in hooks})
     out = np.full((len(pairs), len(names), len(POSITIONS)), np.nan)
+    device = hooked.cfg.device
     for i, pair in enumerate(pairs):
-        xc, xb = pair.correct[None, :-1], pair.buggy[None, :-1]
-        target = pair.buggy[None, 1:]
+        correct, buggy = pair.correct.to(device), pair.buggy.to(device)
+        xc, xb = correct[None, :-1], buggy[None, :-1]
+        target = buggy[None, 1:]
         scored = slice(pair.end, target.shape[1])                      # predictions of the tokens after the span
 
         def metric(logits):
@@ -80,7 +83,7 @@ def patch_effects(hooked, pairs: list[PatchPair], components: dict[str, list[tup
 
         logits_c = hooked(xc)
         _, cache_c = hooked.run_with_cache(xc if source == "correct" else xb, names_filter=lambda n: n in hook_names)
-        m_correct = float(token_losses(logits_c, pair.correct[None, 1:])[0, scored].mean())
+        m_correct = float(token_losses(logits_c, correct[None, 1:])[0, scored].mean())
         m_buggy = metric(hooked(xb))
         gap = m_correct - m_buggy
         if abs(gap) < min_gap:  # the versions barely differ: a ratio would be noise
@@ -117,12 +120,16 @@ def total_effect(effects: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def logit_lens(hooked, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def logit_lens(hooked, ids: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, memory_mb: float) -> np.ndarray:
     """(layers, N) mean scored loss when each layer's residual stream is decoded directly
-    (final layer norm, then unembedding); the last row equals the model's own loss."""
-    _, cache = hooked.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_resid_post"))
+    (final layer norm, then unembedding); the last row equals the model's own loss. A batch of
+    sequences at a time within `memory_mb` (every layer's residual stream and one layer's logits)."""
+    c = hooked.cfg
+    size = batch_for(hooked, ids.shape[1], memory_mb, logits=True, cached_per_position=c.n_layers * c.d_model)
     out = []
-    for layer in range(hooked.cfg.n_layers):
-        logits = hooked.unembed(hooked.ln_final(cache[resid_hook(layer)]))
-        out.append(((token_losses(logits, targets) * mask).sum(1) / mask.sum(1)).numpy())
-    return np.array(out)
+    for a in range(0, len(ids), size):
+        x, y, m = (t[a:a + size].to(c.device) for t in (ids, targets, mask))
+        _, cache = hooked.run_with_cache(x, names_filter=lambda n: n.endswith("hook_resid_post"))
+        out.append([((token_losses(hooked.unembed(hooked.ln_final(cache[resid_hook(layer)])), y) * m).sum(1)
+                     / m.sum(1)).float().cpu().numpy() for layer in range(c.n_layers)])
+    return np.concatenate([np.array(rows) for rows in out], axis=1)

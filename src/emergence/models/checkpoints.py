@@ -38,13 +38,14 @@ def save_checkpoint(path: str | Path, model: GPT, step: int, **meta) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[GPT, dict]:
-    """The model and the metadata of a checkpoint file; clear errors when it is unusable."""
+def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[GPT, dict]:
+    """The model (on `device`; None: where it was saved) and the metadata of a checkpoint file; clear
+    errors when it is unusable."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} is missing: re-run `dvc repro train_lm`")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, wrong file
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: "
                               f"{exc}); delete it and re-run `dvc repro train_lm`") from None
@@ -55,7 +56,7 @@ def load_checkpoint(path: str | Path) -> tuple[GPT, dict]:
         model.load_state_dict(payload.pop("state_dict"))
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path} does not match its config: {exc}") from None
-    return model.eval(), payload
+    return model.to(device).eval(), payload
 
 
 @dataclasses.dataclass
@@ -71,10 +72,10 @@ class Checkpoint:
 
 
 class OwnSeries:
-    """The checkpoint series written by `emergence train_lm` into `directory`."""
+    """The checkpoint series written by `emergence train_lm` into `directory`, loaded onto `device`."""
 
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
+    def __init__(self, directory: str | Path, device: torch.device | None = None):
+        self.directory, self.device = Path(directory), device
         index = self.directory / "index.json"
         if not index.exists():
             raise CheckpointError(f"{index} not found: run `dvc repro train_lm` first")
@@ -90,7 +91,7 @@ class OwnSeries:
         if entry is None:
             raise CheckpointError(f"no checkpoint for step {step} in {self.directory} (have {self.steps})")
         path = self.directory / entry["file"]
-        model, _ = load_checkpoint(path)
+        model, _ = load_checkpoint(path, self.device)
         return Checkpoint(step, model, str(path), lambda: gpt_to_hooked(model))
 
     def __iter__(self) -> Iterator[Checkpoint]:
@@ -124,11 +125,11 @@ def revision_step(revision: str) -> int:
 
 
 class HFSeries:
-    """GPT-NeoX / Pythia revisions from `local_dir/<revision>/` or the hub / HF cache."""
+    """GPT-NeoX / Pythia revisions from `local_dir/<revision>/` or the hub / HF cache, loaded onto `device`."""
 
     def __init__(self, name: str, revisions: list[str], local_dir: str | Path | None = None,
-                 offline: bool = True):
-        self.name, self.revisions, self.offline = name, list(revisions), offline
+                 offline: bool = True, device: torch.device | None = None):
+        self.name, self.revisions, self.offline, self.device = name, list(revisions), offline, device
         self.local_dir = Path(local_dir) if local_dir else None
         self.steps = [revision_step(r) for r in self.revisions]
 
@@ -161,7 +162,7 @@ class HFSeries:
         revision = self.revisions[self.steps.index(step)]
         path = self.resolve(revision)
         try:
-            hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+            hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(self.device).eval()
         except Exception as exc:
             raise CheckpointError(f"cannot load {path}: {exc}") from None
         return Checkpoint(step, HFCausalLM(hf).eval(), str(path), lambda: hf_to_hooked(path, hf))
@@ -189,9 +190,10 @@ def hf_tokenizer(model_params):
     return tok, hf.eos_token
 
 
-def open_series(model_params, checkpoints_dir: str | Path):
-    """The series named by the `model` parameters: our run's directory, or HF revisions."""
+def open_series(model_params, checkpoints_dir: str | Path, device: torch.device | None = None):
+    """The series named by the `model` parameters: our run's directory, or HF revisions; its models
+    (and their transformer-lens conversions) on `device`."""
     if model_params.source == "own":
-        return OwnSeries(checkpoints_dir)
+        return OwnSeries(checkpoints_dir, device)
     return HFSeries(model_params.hf_name, model_params.hf_revisions, model_params.hf_local_dir,
-                    offline=model_params.hf_offline)
+                    offline=model_params.hf_offline, device=device)

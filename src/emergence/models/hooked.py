@@ -37,8 +37,8 @@ def hooked_config(model: GPT) -> HookedTransformerConfig:
     return HookedTransformerConfig(
         n_layers=c.n_layer, d_model=c.d_model, d_head=c.d_head, n_heads=c.n_head, d_mlp=c.d_mlp,
         d_vocab=c.vocab_size, n_ctx=c.n_ctx, act_fn="gelu", normalization_type="LN",
-        positional_embedding_type="standard", default_prepend_bos=False, device="cpu",
-        dtype=next(model.parameters()).dtype, attn_only=c.attn_only)
+        positional_embedding_type="standard", default_prepend_bos=False,
+        device=str(next(model.parameters()).device), dtype=next(model.parameters()).dtype, attn_only=c.attn_only)
 
 
 def _with_mlp_placeholders(state: dict, model: GPT) -> dict:
@@ -46,11 +46,11 @@ def _with_mlp_placeholders(state: dict, model: GPT) -> dict:
     c = model.cfg
     shapes = {"ln_2.weight": (c.d_model,), "ln_2.bias": (c.d_model,), "mlp.c_fc.weight": (c.d_mlp, c.d_model),
               "mlp.c_fc.bias": (c.d_mlp,), "mlp.c_proj.weight": (c.d_model, c.d_mlp), "mlp.c_proj.bias": (c.d_model,)}
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     for layer in range(c.n_layer):
         for name, shape in shapes.items():
             if c.bias or name.endswith("weight"):
-                state[f"transformer.h.{layer}.{name}"] = torch.zeros(shape, dtype=dtype)
+                state[f"transformer.h.{layer}.{name}"] = torch.zeros(shape, dtype=dtype, device=device)
     return state
 
 
@@ -64,7 +64,7 @@ def gpt_to_hooked(model: GPT) -> HookedTransformer:
     if model.cfg.attn_only:
         state = {k: v for k, v in state.items() if ".mlp." not in k and ".ln2." not in k}
     if "unembed.b_U" not in state:
-        state["unembed.b_U"] = torch.zeros(cfg.d_vocab, dtype=cfg.dtype)
+        state["unembed.b_U"] = torch.zeros(cfg.d_vocab, dtype=cfg.dtype, device=cfg.device)
     with _quiet():
         hooked = HookedTransformer(cfg)
         hooked.load_and_process_state_dict(state, **PROCESS)
@@ -77,7 +77,8 @@ def hf_to_hooked(local_dir: str | Path, hf_model) -> HookedTransformer:
                                                           get_pretrained_state_dict)
     local_dir = str(Path(local_dir).resolve())
     with _quiet():
-        cfg = get_pretrained_model_config(local_dir, device="cpu", default_prepend_bos=False)
+        cfg = get_pretrained_model_config(local_dir, device=str(next(hf_model.parameters()).device),
+                                          default_prepend_bos=False)
         state = get_pretrained_state_dict(local_dir, cfg, hf_model=hf_model)
         hooked = HookedTransformer(cfg)
         hooked.load_and_process_state_dict(state, **PROCESS)

@@ -22,10 +22,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from emergence.device import batch_for
 from emergence.io import read_json, write_json
 from emergence.models.checkpoints import save_checkpoint
 from emergence.models.gpt import GPT, GPTConfig, token_losses
-from emergence.models.scoring import SequenceSet, pair_preference, sequence_losses
+from emergence.models.scoring import SequenceSet, module_device, pair_preference, sequence_losses
 
 
 def checkpoint_schedule(max_steps: int, log_until: int, n_linear: int) -> list[int]:
@@ -87,19 +88,22 @@ def fixed_windows(path: str | Path, n_ctx: int, count: int, aligned: bool = Fals
 
 
 @torch.inference_mode()
-def validation_loss(model: torch.nn.Module, windows: TensorDataset, batch_size: int) -> float:
-    """Mean per-token loss over fixed validation windows."""
-    total = sum(token_losses(model(x), y).sum() for x, y in DataLoader(windows, batch_size=batch_size))
+def validation_loss(model: torch.nn.Module, windows: TensorDataset, memory_mb: float) -> float:
+    """Mean per-token loss over fixed validation windows, in batches within `memory_mb` (logits included)."""
+    batch_size = batch_for(model, windows.tensors[0].shape[1], memory_mb, logits=True)
+    device = module_device(model)
+    total = sum(token_losses(model(x.to(device)), y.to(device)).sum()
+                for x, y in DataLoader(windows, batch_size=batch_size))
     return float(total) / (len(windows) * windows.tensors[1].shape[1])
 
 
 def checkpoint_scores(model: torch.nn.Module, val_windows: TensorDataset, pairs: SequenceSet | None,
-                      batch_size: int) -> dict[str, float]:
+                      memory_mb: float) -> dict[str, float]:
     """What the series index records per checkpoint: validation loss and, given pairs, how the
     model ranks their correct and buggy versions."""
-    scores = {"val/loss": validation_loss(model, val_windows, batch_size)}
+    scores = {"val/loss": validation_loss(model, val_windows, memory_mb)}
     if pairs is not None:
-        scores.update(pair_preference(sequence_losses(model, pairs, batch_size), pairs.labels))
+        scores.update(pair_preference(sequence_losses(model, pairs, memory_mb), pairs.labels))
     return scores
 
 
@@ -166,9 +170,9 @@ class CheckpointSeriesWriter(pl.Callback):
     """Save the series at scheduled steps, score the pairs there, keep `last.ckpt` for resuming."""
 
     def __init__(self, directory: str | Path, steps: list[int], meta: dict,
-                 pairs: SequenceSet | None = None, eval_batch_size: int = 64):
+                 pairs: SequenceSet | None, memory_mb: float):
         self.directory, self.steps, self.meta = Path(directory), set(steps), meta
-        self.pairs, self.eval_batch_size = pairs, eval_batch_size
+        self.pairs, self.memory_mb = pairs, memory_mb
         self.index_path = self.directory / "index.json"
         self.entries: dict[int, dict] = {}
         self._t0 = time.perf_counter()
@@ -208,7 +212,7 @@ class CheckpointSeriesWriter(pl.Callback):
         data: TokenDataModule = trainer.datamodule
         entry = {"step": step, "file": f"step_{step}.pt",
                  "tokens_seen": step * data.train_set.batch_size * data.train_set.n_ctx,
-                 **checkpoint_scores(model, data.val_windows_set(), self.pairs, self.eval_batch_size)}
+                 **checkpoint_scores(model, data.val_windows_set(), self.pairs, self.memory_mb)}
         if trainer.logger is not None:
             trainer.logger.log_metrics({k: v for k, v in entry.items() if "/" in k}, step=step)
         model.train(was_training)

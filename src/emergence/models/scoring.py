@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emergence.device import batch_for
 from emergence.models.gpt import token_losses
 
 
@@ -62,8 +63,8 @@ def build_sequences(tokens: Sequence[Sequence[int]], score_from: Sequence[int], 
 
 
 def module_device(model: nn.Module) -> torch.device:
-    """Where a module's parameters live (CPU for a module without parameters of its own)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
+    """Where a module's parameters live (torch's default device for a module without parameters of its own)."""
+    return next((p.device for p in model.parameters()), torch.get_default_device())
 
 
 def length_batches(seqs: SequenceSet, batch_size: int) -> list[torch.Tensor]:
@@ -72,11 +73,14 @@ def length_batches(seqs: SequenceSet, batch_size: int) -> list[torch.Tensor]:
     return [order[a:a + batch_size] for a in range(0, len(seqs), batch_size)]
 
 
-LOGITS_MB = 256  # at most this many MB of fp32 logits at once when scoring
+def scoring_batches(model: nn.Module, seqs: SequenceSet, memory_mb: float) -> list[torch.Tensor]:
+    """The batches `token_loss_matrix` scores `seqs` in: as many sequences as `memory_mb` holds
+    (`device.batch_for`; a module without ``hidden`` holds its full logits too), sorted by length."""
+    return length_batches(seqs, batch_for(model, seqs.ids.shape[1], memory_mb, logits=not hasattr(model, "hidden")))
 
 
 def chunked_cross_entropy(h: torch.Tensor, unembed: nn.Module, targets: torch.Tensor,
-                          logits_mb: float = LOGITS_MB) -> torch.Tensor:
+                          logits_mb: float) -> torch.Tensor:
     """Cross-entropy (K,) of the final hidden states h (K, C) against targets (K,), unembedded a
     chunk of positions at a time so that at most `logits_mb` of full-vocabulary logits exist at once."""
     vocab = unembed.weight.shape[0]
@@ -86,33 +90,33 @@ def chunked_cross_entropy(h: torch.Tensor, unembed: nn.Module, targets: torch.Te
 
 
 @torch.inference_mode()
-def token_loss_matrix(model: nn.Module, seqs: SequenceSet, batch_size: int = 64,
-                      logits_mb: float = LOGITS_MB) -> torch.Tensor:
+def token_loss_matrix(model: nn.Module, seqs: SequenceSet, memory_mb: float) -> torch.Tensor:
     """(N, T) per-token losses, zero where not scored; rows in dataset order.
 
-    Sequences are batched by length (less padding); the unembedding runs only at the scored
-    positions, in chunks (`chunked_cross_entropy`), for models that expose ``hidden`` and
-    ``lm_head`` (our GPT, `HFCausalLM`): memory is bounded by the batch's hidden states, whatever
-    the vocabulary. Any other module is scored from its full logits.
+    Sequences are batched by length (less padding) within `memory_mb` (`scoring_batches`); the
+    unembedding runs only at the scored positions, `memory_mb` of logits at a time
+    (`chunked_cross_entropy`), for models that expose ``hidden`` and ``lm_head`` (our GPT,
+    `HFCausalLM`): memory is bounded whatever the vocabulary and the number of sequences. Any
+    other module is scored from its full logits.
     """
     device = module_device(model)
     out = torch.zeros(seqs.mask.shape, device=device)
-    for idx in length_batches(seqs, batch_size):
+    for idx in scoring_batches(model, seqs, memory_mb):
         t = int(seqs.lengths[idx].max())
         ids, targets, mask = (x[idx, :t].to(device) for x in (seqs.ids, seqs.targets, seqs.mask))
         mask = mask.bool()
         if hasattr(model, "hidden"):
             rows = torch.zeros(len(idx), t, device=device)
-            rows[mask] = chunked_cross_entropy(model.hidden(ids)[mask], model.lm_head, targets[mask], logits_mb)
+            rows[mask] = chunked_cross_entropy(model.hidden(ids)[mask], model.lm_head, targets[mask], memory_mb)
         else:  # any other ids -> logits module (a HookedTransformer): its logits for the whole batch
             rows = token_losses(model(ids), targets) * mask
         out[idx, :t] = rows
     return out
 
 
-def sequence_losses(model: nn.Module, seqs: SequenceSet, batch_size: int = 64) -> torch.Tensor:
+def sequence_losses(model: nn.Module, seqs: SequenceSet, memory_mb: float) -> torch.Tensor:
     """(N,) mean per-token loss over each sequence's scored positions."""
-    return token_loss_matrix(model, seqs, batch_size).cpu().sum(1) / seqs.mask.sum(1)
+    return token_loss_matrix(model, seqs, memory_mb).cpu().sum(1) / seqs.mask.sum(1)
 
 
 def select_pairs(rows: list[dict], n_pairs: int, seed: int) -> list[dict]:

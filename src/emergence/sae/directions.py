@@ -171,7 +171,7 @@ def evaluate(latents: np.ndarray, acts: np.ndarray, lengths: np.ndarray, labels:
             "random_latent": random_latent}
 
 
-def steering_effect(hooked, hook: str, direction, seqs, alpha: float, batch_size: int = 32) -> np.ndarray:
+def steering_effect(hooked, hook: str, direction, seqs, alpha: float, memory_mb: float) -> np.ndarray:
     """Per pair: change of (buggy loss - correct loss) when alpha x direction is added at `hook`.
 
     `seqs` holds the correct versions then the buggy versions of the same pairs; a positive
@@ -180,13 +180,17 @@ def steering_effect(hooked, hook: str, direction, seqs, alpha: float, batch_size
     import torch
 
     from emergence.models.scoring import sequence_losses
-    direction = torch.as_tensor(direction, dtype=torch.float32)
+    direction = torch.as_tensor(direction, dtype=torch.float32, device=hooked.cfg.device)
 
     class Steered(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hooked, self.cfg = hooked, hooked.cfg
+
         def forward(self, idx):
-            return hooked.run_with_hooks(idx, fwd_hooks=[(hook, lambda v, hook=None: v + alpha * direction)])
+            return self.hooked.run_with_hooks(idx, fwd_hooks=[(hook, lambda v, hook=None: v + alpha * direction)])
 
     half = len(seqs) // 2
-    base = sequence_losses(hooked, seqs, batch_size).numpy()
-    steered = sequence_losses(Steered(), seqs, batch_size).numpy()
+    base = sequence_losses(hooked, seqs, memory_mb).numpy()
+    steered = sequence_losses(Steered(), seqs, memory_mb).numpy()
     return (steered[half:] - steered[:half]) - (base[half:] - base[:half])

@@ -2,7 +2,8 @@
 
 * :class:`ActivationStream` runs the language model over random corpus windows and
   yields shuffled activation batches from a bounded buffer (``buffer_windows`` windows
-  at a time), so memory does not grow with the corpus or the model.
+  at a time, read in forward passes within ``device.memory_mb``), so memory does not grow
+  with the corpus or the model.
 * :class:`SAEModule` calls the sae-lens SAE's own ``training_forward_pass`` (MSE plus
   the architecture's sparsity or auxiliary loss, with sae-lens' coefficient warm-up and
   dead-latent mask), Adam, and gradient clipping through the Trainer.
@@ -11,7 +12,8 @@
 * :func:`dense_latents`: latents firing far more often than the architecture's expected
   density (the correctness-direction search never uses them).
 * :func:`sae_quality`: reconstruction MSE, explained variance, L0, dead and dense
-  latent fractions, and the LM loss increase when the reconstruction is spliced in.
+  latent fractions, and the LM loss increase when the reconstruction is spliced in,
+  accumulated a batch of windows at a time.
 """
 from __future__ import annotations
 
@@ -25,14 +27,17 @@ from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 from sae_lens.training.optim import CoefficientScheduler
 from torch.utils.data import DataLoader, IterableDataset
 
+from emergence.config import DeviceParams
+from emergence.device import batch_for, trainer_args
 from emergence.interrupt import fit
 from emergence.models.gpt import token_losses
 from emergence.progress import StepProgress
 
 
-def make_sae(architecture: str, d_in: int, d_sae: int, l1: float = 5.0, k: int = 32, hook_name: str = ""):
-    """A sae-lens training SAE: 'standard' (ReLU + L1) or 'topk'."""
-    common = dict(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu")
+def make_sae(architecture: str, d_in: int, d_sae: int, l1: float = 5.0, k: int = 32, hook_name: str = "",
+             device: torch.device | None = None):
+    """A sae-lens training SAE: 'standard' (ReLU + L1) or 'topk', in float32 on `device` (None: torch's default)."""
+    common = dict(d_in=d_in, d_sae=d_sae, dtype="float32", device=str(device or torch.get_default_device()))
     if architecture == "standard":
         return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=l1, **common))
     if architecture == "topk":
@@ -41,21 +46,20 @@ def make_sae(architecture: str, d_in: int, d_sae: int, l1: float = 5.0, k: int =
 
 
 class ActivationStream(IterableDataset):
-    """Endless batches (batch, d_in) of activations at `hook` from random windows of a token file."""
+    """Endless batches (batch, d_in) of activations at `hook` from random windows of a token file;
+    each buffer of `buffer_windows` windows is read in forward passes within `memory_mb`."""
 
-    def __init__(self, hooked, hook: str, windows, batch_size: int, buffer_windows: int, seed: int):
+    def __init__(self, hooked, hook: str, windows, batch_size: int, buffer_windows: int, seed: int,
+                 memory_mb: float):
         self.hooked, self.hook, self.windows = hooked, hook, windows
-        self.batch_size, self.buffer_windows, self.seed = batch_size, buffer_windows, seed
-        self.layer = int(hook.split(".")[1]) + 1
+        self.batch_size, self.buffer_windows, self.seed, self.memory_mb = batch_size, buffer_windows, seed, memory_mb
 
-    @torch.no_grad()
     def fill(self, k: int) -> torch.Tensor:
         x, _ = self.windows.batch(k)
-        x = x[: self.buffer_windows]
-        _, cache = self.hooked.run_with_cache(x, names_filter=self.hook, stop_at_layer=self.layer)
-        acts = cache[self.hook].reshape(-1, cache[self.hook].shape[-1])
+        acts = hook_activations(self.hooked, self.hook, x[: self.buffer_windows], self.memory_mb)
+        acts = acts.reshape(-1, acts.shape[-1])
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
-        return acts[torch.randperm(len(acts), generator=g)]
+        return acts[torch.randperm(len(acts), generator=g).to(acts.device)]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         k = 0
@@ -64,6 +68,16 @@ class ActivationStream(IterableDataset):
             for a in range(0, len(buf) - self.batch_size + 1, self.batch_size):
                 yield buf[a:a + self.batch_size]
             k += 1
+
+
+@torch.no_grad()
+def hook_activations(hooked, hook: str, x: torch.Tensor, memory_mb: float) -> torch.Tensor:
+    """(N, T, d) activations at `hook` on windows `x`, the model run up to that block only, a batch of
+    windows at a time within `memory_mb`."""
+    size = batch_for(hooked, x.shape[1], memory_mb)
+    layer = int(hook.split(".")[1]) + 1
+    return torch.cat([hooked.run_with_cache(x[a:a + size], names_filter=hook, stop_at_layer=layer)[1][hook]
+                      for a in range(0, len(x), size)])
 
 
 class TensorBatches(IterableDataset):
@@ -143,15 +157,17 @@ class Plateau(pl.Callback):
 
 
 def train_sae(sae, stream: IterableDataset, held_out: torch.Tensor, lr: float, max_steps: int, min_steps: int,
-              eval_every: int, window: int, tol: float, logger=None) -> dict:
-    """Train `sae` on batches of `stream` under the Lightning Trainer until :class:`Plateau` or `max_steps`.
+              eval_every: int, window: int, tol: float, logger=None, device: DeviceParams = DeviceParams()) -> dict:
+    """Train `sae` on batches of `stream` under the Lightning Trainer until :class:`Plateau` or `max_steps`,
+    on one device of `device.accelerator` at `device.precision` (the stream is one process's).
 
     Returns what `quality.json` records about training: the steps used, whether held-out
     explained variance plateaued (False: the step cap was hit) and its last value.
     """
     module = SAEModule(sae, lr)
     plateau = Plateau(held_out, eval_every, window, tol, min_steps)
-    trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, gradient_clip_val=1.0,
+    trainer = pl.Trainer(max_steps=max_steps, **{**trainer_args(device), "devices": 1, "num_nodes": 1},
+                         gradient_clip_val=1.0,
                          logger=logger if logger is not None else False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, log_every_n_steps=eval_every,
@@ -183,22 +199,36 @@ def dense_latents(sae, feats: torch.Tensor | np.ndarray, factor: float) -> tuple
 
 
 @torch.no_grad()
-def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_factor: float) -> dict:
-    """Reconstruction and sparsity of `sae` on windows (x, y), and the spliced-in LM loss."""
-    logits, cache = hooked.run_with_cache(x, names_filter=hook)
-    acts = cache[hook].reshape(-1, cache[hook].shape[-1])
-    feats = sae.encode(acts)
-    recon = sae.decode(feats)
-    freq = (feats > 0).float().mean(0)
-    dense, threshold = dense_latents(sae, feats.numpy(), dense_factor)
+def sae_quality(sae, hooked, hook: str, x: torch.Tensor, y: torch.Tensor, dense_factor: float,
+                memory_mb: float) -> tuple[dict, np.ndarray]:
+    """Reconstruction and sparsity of `sae` on windows (x, y), and the spliced-in LM loss, summed a batch
+    of windows at a time within `memory_mb` (logits included). Returns the metrics and the latents of
+    every token of `x`, (N * T, d_sae)."""
+    size = batch_for(hooked, x.shape[1], memory_mb, logits=True)
 
     def splice(value, hook=None):
         shape = value.shape
         return sae.decode(sae.encode(value.reshape(-1, shape[-1]))).reshape(shape)
 
-    clean = float(token_losses(logits, y).mean())
-    spliced = float(token_losses(hooked.run_with_hooks(x, fwd_hooks=[(hook, splice)]), y).mean())
-    return {"mse": float(((recon - acts) ** 2).sum(-1).mean()), "explained_variance": explained_variance(sae, acts),
-            "l0": float((feats > 0).float().sum(-1).mean()), "dead_fraction": float((freq == 0).float().mean()),
+    sq_err = clean = spliced = 0.0
+    total, total_sq, feats = 0.0, 0.0, []
+    for a in range(0, len(x), size):
+        xb, yb = x[a:a + size], y[a:a + size].to(hooked.cfg.device)
+        logits, cache = hooked.run_with_cache(xb, names_filter=hook)
+        acts = cache[hook].reshape(-1, cache[hook].shape[-1]).float()
+        f = sae.encode(acts)
+        recon, acts = sae.decode(f).cpu().double(), acts.cpu().double()  # sums in float64 (any device)
+        sq_err += float(((recon - acts) ** 2).sum())
+        total, total_sq = total + acts.sum(0), total_sq + float((acts ** 2).sum())
+        feats.append(f.cpu())
+        clean += float(token_losses(logits, yb).sum())
+        spliced += float(token_losses(hooked.run_with_hooks(xb, fwd_hooks=[(hook, splice)]), yb).sum())
+    feats = torch.cat(feats).numpy()
+    n, tokens = len(feats), y.numel()
+    variance = total_sq - float((total ** 2).sum()) / n         # sum ||x - mean(x)||^2
+    dense, threshold = dense_latents(sae, feats, dense_factor)
+    clean, spliced = clean / tokens, spliced / tokens
+    return {"mse": sq_err / n, "explained_variance": 1.0 - sq_err / variance,
+            "l0": float((feats > 0).sum(-1).mean()), "dead_fraction": float(((feats > 0).sum(0) == 0).mean()),
             "dense_fraction": float(dense.mean()), "dense_density_threshold": threshold,
-            "lm_loss": clean, "lm_loss_spliced": spliced, "lm_loss_increase": spliced - clean}
+            "lm_loss": clean, "lm_loss_spliced": spliced, "lm_loss_increase": spliced - clean}, feats

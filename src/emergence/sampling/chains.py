@@ -19,7 +19,7 @@ from emergence.models.components import Components
 
 
 class FlatChains:
-    def __init__(self, model: nn.Module, chains: int, device: torch.device | str = "cpu"):
+    def __init__(self, model: nn.Module, chains: int, device: torch.device | None = None):
         self.model = model
         self.params = dict(_unique_named_parameters(model))
         self.slices: dict[str, slice] = {}
@@ -28,7 +28,9 @@ class FlatChains:
             self.slices[name] = slice(offset, offset + p.numel())
             offset += p.numel()
         self.n_params = offset
-        self.W = torch.empty(chains, offset, dtype=next(iter(self.params.values())).dtype, device=device)
+        first = next(iter(self.params.values()))
+        device = first.device if device is None else device  # default: where the model is
+        self.W = torch.empty(chains, offset, dtype=first.dtype, device=device)
         self.G = torch.zeros_like(self.W)
         self.replicas = []
         for c in range(chains):

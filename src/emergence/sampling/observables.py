@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from emergence.models.components import Components
-from emergence.models.scoring import SequenceSet, length_batches, module_device, token_loss_matrix
+from emergence.models.scoring import SequenceSet, module_device, scoring_batches, token_loss_matrix
 
 
 @dataclasses.dataclass
@@ -43,10 +43,10 @@ class Observables:
 
 
 @contextlib.contextmanager
-def final_token_reads(model: nn.Module, layer: int, seqs: SequenceSet, batch_size: int):
-    """During `token_loss_matrix(model, seqs, batch_size)`, keep the residual stream after block
+def final_token_reads(model: nn.Module, layer: int, seqs: SequenceSet, memory_mb: float):
+    """During `token_loss_matrix(model, seqs, memory_mb)`, keep the residual stream after block
     `layer` at each sequence's last input token only; yields the (N, d) tensor, dataset order."""
-    batches = iter(length_batches(seqs, batch_size))  # the batches token_loss_matrix makes, in order
+    batches = iter(scoring_batches(model, seqs, memory_mb))  # the batches token_loss_matrix makes, in order
     registry = Components(model)
     reads = torch.zeros(len(seqs), registry.d_model, device=module_device(model))
 
@@ -62,13 +62,13 @@ def final_token_reads(model: nn.Module, layer: int, seqs: SequenceSet, batch_siz
         handle.remove()
 
 
-def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_level: bool = False,
+def sequence_observables(sets: Sequence[SequenceSet], memory_mb: float, token_level: bool = False,
                          component_probe: int | None = None, model: nn.Module | None = None,
                          read_layer: int | None = None) -> Observables:
     """Per-sequence mean losses of every sequence of `sets` (in order). With `component_probe`,
     the index of the set whose loss pass also records the component output norms; with
     `read_layer`, the residual after that block at the final token of every sequence of the
-    first set."""
+    first set. Scored in batches within `memory_mb` (`scoring_batches`), in float32."""
     scored = [s.mask.bool() for s in sets]
 
     def fn(m: nn.Module) -> dict:
@@ -77,8 +77,8 @@ def sequence_observables(sets: Sequence[SequenceSet], batch_size: int, token_lev
             with contextlib.ExitStack() as stack:
                 read_norms = stack.enter_context(Components(m).output_norms()) if k == component_probe else None
                 if k == 0 and read_layer is not None:
-                    reads = stack.enter_context(final_token_reads(m, read_layer, seqs, batch_size))
-                matrix = token_loss_matrix(m, seqs, batch_size)
+                    reads = stack.enter_context(final_token_reads(m, read_layer, seqs, memory_mb))
+                matrix = token_loss_matrix(m, seqs, memory_mb)
             if read_norms is not None:
                 comps = read_norms()
             values.append(matrix.sum(1) / seqs.mask.to(matrix.device).sum(1))

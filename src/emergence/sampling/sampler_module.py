@@ -10,7 +10,7 @@ checked, and a non-finite loss or one above ``divergence_factor`` x the loss at 
 stops the run with :class:`SamplerDivergence`, keeping what was sampled.
 
 Chains are independent, so several devices split them rather than a batch:
-with ``sampler.devices > 1`` the Trainer launches one process per device
+with ``device.devices x device.num_nodes > 1`` the Trainer launches one process per device
 (:class:`ChainParallelStrategy`, Lightning's DDP without gradient all-reduce), process r
 runs chains r, r + world, ..., and the records are gathered at the end. Each chain's
 noise and data depend only on (seed, chain), so the trace is the same on one device or
@@ -32,13 +32,14 @@ import xarray as xr
 from pytorch_lightning.strategies import DDPStrategy
 from torch.utils.data import DataLoader, IterableDataset
 
-from emergence.config import SamplerParams, as_dict
+from emergence.config import DeviceParams, SamplerParams, as_dict
+from emergence.device import trainer_args
 from emergence.errors import EmergenceError
 from emergence.interrupt import fit
 from emergence.io import seed_for
 from emergence.progress import StepProgress
 from emergence.models.gpt import token_losses
-from emergence.models.scoring import SequenceSet
+from emergence.models.scoring import SequenceSet, module_device
 from emergence.sampling.chains import FlatChains
 from emergence.sampling.observables import Observables
 from emergence.sampling.sgld import RMSPropSGLD
@@ -69,10 +70,10 @@ class SGLDRun:
 
     def __init__(self, model: nn.Module, cfg: SamplerParams, seed: int, loss_fn: LossFn = lm_loss,
                  observables: Observables | None = None, components: Sequence[str] | None = None,
-                 chain_ids: Sequence[int] | None = None, device: torch.device | str = "cpu"):
+                 chain_ids: Sequence[int] | None = None, device: torch.device | None = None):
         self.cfg, self.loss_fn, self.observables = cfg, loss_fn, observables
         self.chain_ids = list(range(cfg.chains) if chain_ids is None else chain_ids)
-        self.device = torch.device(device)
+        self.device = module_device(model) if device is None else torch.device(device)
         self.gather: Callable[[object], list] = lambda obj: [obj]
         self.chains = FlatChains(model, len(self.chain_ids), self.device)
         self.mask = self.chains.mask_for(list(components)) if components else None
@@ -244,8 +245,8 @@ class SamplerModule(pl.LightningModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         if world > self.n_chains:
             raise EmergenceError(f"params: sampler.chains = {self.n_chains} is fewer than the {world} processes "
-                                 f"(devices x num_nodes) sampling them; raise sampler.chains or lower sampler.devices "
-                                 f"or sampler.num_nodes")
+                                 f"(devices x num_nodes) sampling them; raise sampler.chains or lower device.devices "
+                                 f"or device.num_nodes")
         self.run = self.make_run(chain_ids=list(range(rank, self.n_chains, world)),
                                  device=self.trainer.strategy.root_device)
         if world > 1:
@@ -320,22 +321,22 @@ def own_chains(batch, chains: int, chain_ids: Sequence[int]) -> list[tuple]:
     return [tuple(t[c] for t in split) for c in chain_ids]
 
 
-def sampler_trainer(cfg: SamplerParams, label: str = "SGLD") -> pl.Trainer:
-    """The Trainer for `cfg.steps` SGLD steps on `cfg.accelerator`, chains split over `cfg.devices` per
-    node on `cfg.num_nodes` nodes; its progress (`label`) counts the steps."""
-    strategy = ChainParallelStrategy() if cfg.devices * cfg.num_nodes > 1 else "auto"
-    return pl.Trainer(max_steps=cfg.steps, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+def sampler_trainer(cfg: SamplerParams, device: DeviceParams, label: str = "SGLD") -> pl.Trainer:
+    """The Trainer for `cfg.steps` SGLD steps in float32 on `device`, the chains split over its devices
+    x num_nodes processes; its progress (`label`) counts the steps."""
+    strategy = ChainParallelStrategy() if device.devices * device.num_nodes > 1 else "auto"
+    return pl.Trainer(max_steps=cfg.steps, **trainer_args(device, fp32=True),
                       strategy=strategy, callbacks=[StepProgress(label, "SGLD step")],
                       logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
 
 
-def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, stream, init_stream,
+def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, device: DeviceParams, stream, init_stream,
                 label: str = "SGLD", attrs: dict | None = None) -> xr.Dataset:
     """Measure w*, then drive the run under the Lightning Trainer over ``stream.batch(step)``
     (chains * batch rows per step); every process returns the whole trace."""
     module = SamplerModule(make_run, cfg.chains, [init_stream.batch(i) for i in range(cfg.init_batches)])
-    trainer = sampler_trainer(cfg, label)
+    trainer = sampler_trainer(cfg, device, label)
     fit(trainer, module, train_dataloaders=DataLoader(StepBatches(stream), batch_size=None))
     trace = module.run.to_dataset(attrs=attrs)  # only after all cfg.steps: fit raises Interrupted otherwise
     del trainer, module  # the Trainer and the module hold each other (and the chains' replicas):
@@ -345,15 +346,16 @@ def run_sampler(make_run: Callable[..., SGLDRun], cfg: SamplerParams, stream, in
 
 def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str, n_ctx: int,
               observables: Observables | None = None, components: Sequence[str] | None = None,
-              attrs: dict | None = None, label: str = "SGLD", aligned: bool = False) -> xr.Dataset:
+              attrs: dict | None = None, label: str = "SGLD", aligned: bool = False,
+              device: DeviceParams = DeviceParams()) -> xr.Dataset:
     """Sample around `model`'s weights on windows of the token file (``aligned``: one whole sequence
-    per window, see `TokenWindows`); returns the trace.
+    per window, see `TokenWindows`) on `device`; returns the trace.
 
     Raises :class:`SamplerDivergence` (with the partial trace) if a chain diverges.
     """
     from emergence.models.lm_module import TokenWindows
     make_run = functools.partial(SGLDRun, model, cfg, seed, lm_loss, observables, components)
-    return run_sampler(make_run, cfg,
+    return run_sampler(make_run, cfg, device,
                        TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data"), aligned),
                        TokenWindows(train_tokens, n_ctx, cfg.batch_size, seed_for(seed, "sgld-init"), aligned), label,
                        attrs)
@@ -361,8 +363,8 @@ def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str
 
 def sample_sequences(model: nn.Module, cfg: SamplerParams, seed: int, seqs: SequenceSet,
                      components: Sequence[str] | None = None, attrs: dict | None = None,
-                     label: str = "SGLD") -> xr.Dataset:
-    """Sample with the loss on scored positions of `seqs` (a data-refined posterior)."""
+                     label: str = "SGLD", device: DeviceParams = DeviceParams()) -> xr.Dataset:
+    """Sample with the loss on scored positions of `seqs` (a data-refined posterior) on `device`."""
     make_run = functools.partial(SGLDRun, model, cfg, seed, masked_lm_loss, None, components)
-    return run_sampler(make_run, cfg, SequenceBatches(seqs, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data")),
+    return run_sampler(make_run, cfg, device, SequenceBatches(seqs, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data")),
                        SequenceBatches(seqs, cfg.batch_size, seed_for(seed, "sgld-init")), label, attrs)

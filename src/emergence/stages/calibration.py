@@ -32,9 +32,10 @@ import torch
 
 from emergence.analysis import embryology, heads, trajectory
 from emergence.analysis.boundaries import MIN_CHECKPOINTS, change_point
-from emergence.analysis.induction import induction_chance, induction_scores, transition_step
+from emergence.analysis.induction import induction_chance, induction_read, transition_step
 from emergence.config import load_params, params_hash
 from emergence.data.markov import read_sequences, reference_losses, sample_chains, write_sequences
+from emergence.device import inference, torch_device
 from emergence.estimators.bif import bif_matrix, block_aggregates, draw_resampler
 from emergence.estimators.llc import llc
 from emergence.estimators.susceptibility import bootstrap_interval, sequence_profiles, susceptibility_matrix
@@ -73,7 +74,7 @@ def data(args) -> None:
 
 
 def _calibration_params(p):
-    """`p` with the train section replaced by the calibration's schedule (device settings kept)."""
+    """`p` with the train section replaced by the calibration's schedule."""
     c = p.calibration
     return dataclasses.replace(p, train=dataclasses.replace(
         p.train, max_steps=c.max_steps, batch_size=c.batch_size, lr=c.lr, min_lr=c.min_lr,
@@ -86,9 +87,9 @@ def train(args) -> None:
     data_dir, out = Path(args.data), Path(args.out)
     model_cfg = dict(vocab_size=c.k, n_ctx=c.n_ctx, n_layer=c.n_layer, n_head=c.n_head, d_model=c.d_model,
                      d_mlp=c.d_mlp, attn_only=c.attn_only)
-    meta = {"data_sha256": sha256_file(data_dir / "train.bin"), "params_hash": params_hash((p.seed, c, pt.train)),
+    meta = {"data_sha256": sha256_file(data_dir / "train.bin"), "params_hash": params_hash((p.seed, c, pt.train, p.device.precision)),
             "model_source": "own"}
-    writer = CheckpointSeriesWriter(out, c.checkpoint_steps, meta, None, p.train.eval_batch_size)
+    writer = CheckpointSeriesWriter(out, c.checkpoint_steps, meta, None, p.device.memory_mb)
     resume = resume_or_clear(writer, out, meta)
     t0 = time.perf_counter()
     pl.seed_everything(p.seed, workers=True, verbose=False)
@@ -115,19 +116,21 @@ def monitors(args) -> None:
     seqs = torch.from_numpy(read_sequences(Path(args.data) / "val.bin", c.n_ctx + 1)[:c.monitor_sequences])
     x, y = seqs[:, :-1], seqs[:, 1:]
     chance = induction_chance(x)
-    series = OwnSeries(args.checkpoints)
+    device = torch_device(p.device)
+    series = OwnSeries(args.checkpoints, device)
     losses = {e["step"]: e["val/loss"] for e in series.index["checkpoints"]}
     rows, induction, previous, prefix, per_token = [], [], [], [], []
     for ckpt in track(series, "calib_monitors", len(series.steps)):
-        with torch.inference_mode():  # one forward pass: the trajectory's point and the ICL score
-            loss_by_token = token_losses(ckpt.model(x), y)
+        with inference(p.device):  # one forward pass: the trajectory's point and the ICL score
+            loss_by_token = token_losses(ckpt.model(x.to(device)), y.to(device)).float().cpu()
         per_token.append(loss_by_token.flatten().numpy())
         hooked = ckpt.hooked()
-        patterns = heads.attention_patterns(hooked, x)
-        induction.append(induction_scores(patterns, x).ravel())
-        previous.append(heads.previous_token_scores(patterns).ravel())
+        reads = heads.head_means(hooked, x, {"induction": induction_read, "previous": heads.previous_token_read},
+                                 p.device.memory_mb)
+        induction.append(reads["induction"].ravel())
+        previous.append(reads["previous"].ravel())
         prefix.append(heads.head_monitors(hooked, c.k, p.monitors.repeat_length, p.monitors.batch,
-                                          p.seed)["prefix_matching"].ravel())
+                                          p.seed, p.device.memory_mb)["prefix_matching"].ravel())
         rows.append({"step": ckpt.step, "val_loss": losses[ckpt.step], "max_induction": float(induction[-1].max()),
                      "max_previous_token": float(previous[-1].max()), "max_prefix_matching": float(prefix[-1].max()),
                      "icl": heads.icl_from_losses(loss_by_token, p.monitors.icl_early, c.n_ctx - 1)})
@@ -192,7 +195,7 @@ def instruments(trace, p) -> tuple[dict, list[dict], np.ndarray]:
 def sample(args) -> None:
     p = load_params(args.params)
     c, cfg = p.calibration, p.calibration.sampler
-    series, out, data_dir = OwnSeries(args.checkpoints), Path(args.out), Path(args.data)
+    series, out, data_dir = OwnSeries(args.checkpoints, torch_device(p.device)), Path(args.out), Path(args.data)
     train_bin = str(data_dir / "train.bin")
     sets = observable_sets(data_dir / "val.bin", c, p.seed)
     rows, head_rows, profiles = [], [], {}
@@ -202,7 +205,7 @@ def sample(args) -> None:
     for k, step in enumerate(steps, 1):
         ckpt = series.load(step)
         digest = weights_digest(ckpt.model)
-        observables = sequence_observables(sets, cfg.obs_batch_size, component_probe=0, model=ckpt.model)
+        observables = sequence_observables(sets, p.device.memory_mb, component_probe=0, model=ckpt.model)
 
         def traced(path: Path, key: str, **kwargs):
             """The trace at `path` if its key matches, else sampled now and saved."""
@@ -210,7 +213,8 @@ def sample(args) -> None:
             if trace is None:
                 trace = sample_lm(ckpt.model, cfg, p.seed, train_bin, c.n_ctx, attrs={
                     "checkpoint": ckpt.source, "step": step, "cache_key": key}, aligned=True,
-                    label=f"calib_sample step {step} ({k}/{len(steps)}) {path.stem.split('_', 2)[-1]}", **kwargs)
+                    label=f"calib_sample step {step} ({k}/{len(steps)}) {path.stem.split('_', 2)[-1]}",
+                    device=p.device, **kwargs)
                 save_trace(trace, path)
             return trace
 

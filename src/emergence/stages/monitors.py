@@ -8,6 +8,7 @@ import numpy as np
 
 from emergence.analysis import heads, plots
 from emergence.config import load_params
+from emergence.device import inference, torch_device
 from emergence.io import write_json
 from emergence.models import components
 from emergence.models.checkpoints import open_series
@@ -20,18 +21,19 @@ log = logging.getLogger(__name__)
 
 def main(args) -> None:
     p = load_params(args.params)
-    series = open_series(p.model, args.checkpoints)
+    series = open_series(p.model, args.checkpoints, torch_device(p.device))
     val = fixed_windows(Path(args.corpus) / "val.bin", p.model.n_ctx, p.monitors.icl_windows)
     x, y = val.tensors
     steps, prefix, prev, icl = [], [], [], []
     for ckpt in track(series, "monitors", len(series.steps)):
         hooked = ckpt.hooked()
-        scores = heads.head_monitors(hooked, hooked.cfg.d_vocab, p.monitors.repeat_length,
-                                     p.monitors.batch, p.seed)
+        with inference(p.device):
+            scores = heads.head_monitors(hooked, hooked.cfg.d_vocab, p.monitors.repeat_length,
+                                         p.monitors.batch, p.seed, p.device.memory_mb)
+            icl.append(heads.icl_score(ckpt.model, x, y, p.monitors.icl_early, p.model.n_ctx - 1, p.device.memory_mb))
         steps.append(ckpt.step)
         prefix.append(scores["prefix_matching"].ravel())
         prev.append(scores["previous_token"].ravel())
-        icl.append(heads.icl_score(ckpt.model, x, y, p.monitors.icl_early, p.model.n_ctx - 1))
         log.info("step %d: max prefix-matching %.3f, max previous-token %.3f, ICL %.3f",
                  ckpt.step, prefix[-1].max(), prev[-1].max(), icl[-1])
     names = components.head_names(hooked.cfg.n_layers, hooked.cfg.n_heads)

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from emergence.analysis import patching, plots, trajectory
-from emergence.analysis.heads import attention_patterns
+from emergence.analysis.heads import first_token_read, head_means
 from emergence.config import load_params
+from emergence.device import inference, torch_device
 from emergence.io import read_json, write_json
 from emergence.models import components
 from emergence.models.checkpoints import open_series
@@ -52,7 +53,7 @@ def bootstrap_mean(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float,
 def main(args) -> None:
     p = load_params(args.params)
     corpus, out = Path(args.corpus), Path(args.out)
-    series = open_series(p.model, args.checkpoints)
+    series = open_series(p.model, args.checkpoints, torch_device(p.device))
     rows = [json.loads(line) for line in (corpus / "pairs_tokens.jsonl").read_text().splitlines()]
     held = problem_splits(np.array([r["task_id"] for r in rows]), p.seed).held_out
     pairs = patching.patchable_pairs([rows[i] for i in held], p.model.n_ctx)[: p.probes.max_pairs]
@@ -71,7 +72,8 @@ def main(args) -> None:
         n_layers, n_heads = hooked.cfg.n_layers, hooked.cfg.n_heads
         comps = components.hooks(n_layers, n_heads, mlp=not hooked.cfg.attn_only)
         names = list(comps)
-        effects = patching.patch_effects(hooked, pairs, comps, min_gap=p.probes.min_gap)  # (pairs, comps, positions)
+        with inference(p.device):
+            effects = patching.patch_effects(hooked, pairs, comps, min_gap=p.probes.min_gap)  # (pairs, comps, positions)
         used = ~patching.skipped_pairs(effects)
         skipped.append(int((~used).sum()))
         empty.append(int(np.isnan(effects[used, 0]).sum()))   # (pair, position group) with no positions
@@ -85,13 +87,15 @@ def main(args) -> None:
         log_matrix(run, f"probes/patching_step_{ckpt.step}", mean_effects, names, patching.POSITIONS, fig)
         plots.save(fig, out / "patching" / f"step_{ckpt.step}.png")
 
-        lens = patching.logit_lens(hooked, seqs.ids, seqs.targets, seqs.mask)   # (layers, 2 * pairs)
+        with inference(p.device):
+            lens = patching.logit_lens(hooked, seqs.ids, seqs.targets, seqs.mask, p.device.memory_mb)  # (layers, 2 * pairs)
+            first = head_means(hooked, vx, {"first": first_token_read}, p.device.memory_mb)["first"].ravel()
+            losses_by_step.append(torch.cat([token_loss_matrix(ckpt.model, s, p.device.memory_mb).float().cpu()
+                                             [s.mask.bool()] for s in probe]).numpy())
         lens_pref.append((lens[:, :half] < lens[:, half:]).mean(1))
         k = list(monitors["steps"]).index(ckpt.step)
-        first = attention_patterns(hooked, vx)[..., :, 0].mean((-2, -1)).numpy().ravel()
         classes.append(classify_heads(np.array(monitors["prefix_matching"])[:, k],
                                       np.array(monitors["previous_token"])[:, k], first, p.probes.head_threshold))
-        losses_by_step.append(torch.cat([token_loss_matrix(ckpt.model, s)[s.mask.bool()] for s in probe]).numpy())
         steps.append(ckpt.step)
         ranking = sorted((i for i, n in enumerate(names) if not n.endswith(".resid")),
                          key=lambda i: -np.nan_to_num(total[i][0]))

@@ -23,6 +23,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from emergence.analysis import plots
 from emergence.config import as_dict, load_params
+from emergence.device import torch_device
 from emergence.estimators.llc import llc
 from emergence.io import write_json
 from emergence.models.checkpoints import open_series
@@ -50,14 +51,14 @@ def cluster_trajectories(curves: np.ndarray, k: int) -> list[int]:
 def main(args) -> None:
     p = load_params(args.params)
     corpus, out = Path(args.corpus), Path(args.out)
-    series = open_series(p.model, args.checkpoints)
+    series = open_series(p.model, args.checkpoints, torch_device(p.device))
     steps = selected_steps(p.rllc.checkpoints, series.steps)
     cfg = dataclasses.replace(p.sampler, draws=p.rllc.draws, burn_in=p.rllc.burn_in, chains=p.rllc.chains,
                               batch_size=p.rllc.batch_size, obs_every=p.rllc.obs_every)
     seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
     sides = {side: seqs.subset(np.nonzero(seqs.labels == side)[0].tolist()) for side in ("correct", "buggy")}
     sets = observable_sets(p, corpus)
-    observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level)
+    observables = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level)
     settings = {**{k: v for k, v in as_dict(cfg).items() if k not in NOT_IN_KEY}, "seed": p.seed,
                 "data": observables_digest(corpus, sets, observables)}
     results: dict[str, dict[int, dict]] = {}
@@ -66,14 +67,17 @@ def main(args) -> None:
         digest = weights_digest(model)
         registry = Components(model)
         jobs = {comp: (lambda label, comp=comp: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
-                                                           p.model.n_ctx, observables, components=[comp], label=label))
+                                                           p.model.n_ctx, observables, components=[comp], label=label,
+                                                           device=p.device))
                 for comp in registry.names()}
         for layer in range(registry.n_layers):  # whole blocks: the rLLC only
             jobs[f"L{layer}"] = lambda label, layer=layer: sample_lm(model, cfg, p.seed, str(corpus / "train.bin"),
-                                                                    p.model.n_ctx, components=[f"L{layer}"], label=label)
+                                                                    p.model.n_ctx, components=[f"L{layer}"], label=label,
+                                                                    device=p.device)
         if p.rllc.data_refined:
             for side, data in sides.items():
-                jobs[f"data:{side}"] = lambda label, data=data: sample_sequences(model, cfg, p.seed, data, label=label)
+                jobs[f"data:{side}"] = lambda label, data=data: sample_sequences(model, cfg, p.seed, data, label=label,
+                                                                                       device=p.device)
         for j, (name, job) in enumerate(jobs.items(), 1):
             key = cache_key(digest, name, settings)
             path = out / "traces" / f"step_{step}_{name.replace(':', '-')}.nc"

@@ -17,27 +17,29 @@ import numpy as np
 import torch
 
 from emergence.config import load_params
+from emergence.device import batch_for, torch_device
 from emergence.data.tokenizer import load_tokenizer
 from emergence.io import write_json
 from emergence.models.checkpoints import open_series
 from emergence.models.lm_module import TokenWindows, fixed_windows
 from emergence.models.scoring import SequenceSet, load_pair_sequences
 from emergence.sae import directions
-from emergence.sae.sae_module import ActivationStream, dense_latents, make_sae, sae_quality, train_sae
+from emergence.sae.sae_module import (ActivationStream, dense_latents, hook_activations, make_sae, sae_quality,
+                                      train_sae)
 from emergence.tracking.wandb import init_run, lightning_logger, log_reference, use_reference
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def read_activations(hooked, hook: str, seqs: SequenceSet, mode: str, batch_size: int = 32) -> np.ndarray:
-    """(N, d) activations at `hook`: at each sequence's final token, or mean over its scored body."""
-    out = []
-    for a in range(0, len(seqs), batch_size):
-        b = min(a + batch_size, len(seqs))
+def read_activations(hooked, hook: str, seqs: SequenceSet, mode: str, memory_mb: float) -> np.ndarray:
+    """(N, d) activations at `hook`: at each sequence's final token, or mean over its scored body; a
+    batch of sequences at a time within `memory_mb`."""
+    out, size = [], batch_for(hooked, seqs.ids.shape[1], memory_mb)
+    for a in range(0, len(seqs), size):
+        b = min(a + size, len(seqs))
         t = int(seqs.lengths[a:b].max())
-        _, cache = hooked.run_with_cache(seqs.ids[a:b, :t], names_filter=hook)
-        acts = cache[hook]                                               # (B, T, d)
+        acts = hook_activations(hooked, hook, seqs.ids[a:b, :t], memory_mb).float().cpu()   # (B, T, d)
         if mode == "final":
             out.append(acts[torch.arange(b - a), seqs.lengths[a:b] - 1])
         else:
@@ -65,29 +67,30 @@ def main(args) -> None:
     p = load_params(args.params)
     step, corpus, out = int(args.step), Path(args.corpus), Path(args.out) / f"step_{args.step}"
     torch.manual_seed(p.seed)
-    hooked = open_series(p.model, args.checkpoints).load(step).hooked()
+    device, memory_mb = torch_device(p.device), p.device.memory_mb
+    hooked = open_series(p.model, args.checkpoints, device).load(step).hooked()
     hook = f"blocks.{p.sae_layer_for(hooked.cfg.n_layers)}.hook_resid_post"
     d_model = hooked.cfg.d_model
-    sae = make_sae(p.sae.architecture, d_model, p.sae.expansion * d_model, p.sae.l1, p.sae.k, hook)
+    sae = make_sae(p.sae.architecture, d_model, p.sae.expansion * d_model, p.sae.l1, p.sae.k, hook, device)
     windows = TokenWindows(str(corpus / "train.bin"), p.model.n_ctx, p.sae.buffer_windows, p.seed)
     logger = lightning_logger("sae", p, name=f"sae-step{step}")
-    stream = ActivationStream(hooked, hook, windows, p.sae.batch_size, p.sae.buffer_windows, p.seed)
+    stream = ActivationStream(hooked, hook, windows, p.sae.batch_size, p.sae.buffer_windows, p.seed, memory_mb)
     # held-out activations for the plateau criterion: random windows of the validation file
     held_out = ActivationStream(hooked, hook, TokenWindows(str(corpus / "val.bin"), p.model.n_ctx,
                                                            p.sae.quality_windows, p.seed + 1),
-                                p.sae.batch_size, p.sae.quality_windows, p.seed).fill(0)
+                                p.sae.batch_size, p.sae.quality_windows, p.seed, memory_mb).fill(0)
     training = train_sae(sae, stream, held_out, p.sae.lr, p.sae.max_steps, p.sae.min_steps, p.sae.eval_every,
-                         p.sae.plateau_window, p.sae.plateau_tol, logger)
+                         p.sae.plateau_window, p.sae.plateau_tol, logger, p.device)
 
     vx, vy = fixed_windows(corpus / "val.bin", p.model.n_ctx, p.sae.quality_windows).tensors
-    quality = {**training, **sae_quality(sae, hooked, hook, vx, vy, p.sae.dense_factor)}
-    with torch.no_grad():  # latents of the general-code tokens: density filter and top contexts
-        corpus_feats = sae.encode(hooked.run_with_cache(vx, names_filter=hook)[1][hook].reshape(-1, d_model)).numpy()
+    # quality, and the latents of the general-code tokens: the density filter and the top contexts
+    scores, corpus_feats = sae_quality(sae, hooked, hook, vx, vy, p.sae.dense_factor, memory_mb)
+    quality = {**training, **scores}
     dense, _ = dense_latents(sae, corpus_feats, p.sae.dense_factor)
     seqs = load_pair_sequences(corpus / "pairs_tokens.jsonl", p.model.n_ctx)
-    acts = read_activations(hooked, hook, seqs, p.sae.read)
+    acts = read_activations(hooked, hook, seqs, p.sae.read, memory_mb)
     with torch.no_grad():
-        latents = sae.encode(torch.from_numpy(acts)).numpy()
+        latents = sae.encode(torch.from_numpy(acts).to(device)).cpu().numpy()
     labels = (seqs.labels == "correct").astype(int)
     result = directions.evaluate(latents, acts, seqs.lengths.numpy(), labels, seqs.groups, dense, p.seed,
                                  p.sae.top_k, p.sae.bootstrap)
@@ -97,13 +100,13 @@ def main(args) -> None:
     pair_index = np.nonzero(held)[0]
     steer_seqs = seqs.subset(np.r_[pair_index, pair_index + len(seqs) // 2].tolist())
     norm = float(np.median(np.linalg.norm(acts, axis=1)))
-    w_dec = sae.W_dec.detach()
+    w_dec = sae.W_dec.detach().cpu()
     steer_dir = w_dec[found.steering] / w_dec[found.steering].norm()
     random_dir = torch.randn(d_model, generator=torch.Generator().manual_seed(p.seed))
     random_dir /= random_dir.norm()
     alpha = p.sae.steer_alpha * norm
-    effect = _mean_se(directions.steering_effect(hooked, hook, steer_dir, steer_seqs, alpha))
-    control = _mean_se(directions.steering_effect(hooked, hook, random_dir, steer_seqs, alpha))
+    effect = _mean_se(directions.steering_effect(hooked, hook, steer_dir, steer_seqs, alpha, memory_mb))
+    control = _mean_se(directions.steering_effect(hooked, hook, random_dir, steer_seqs, alpha, memory_mb))
 
     tok = load_tokenizer(corpus / "tokenizer.json")
     chosen = {"t_max": found.positive, "t_min": found.negative, "steering": found.steering}

@@ -22,6 +22,7 @@ from emergence.io import sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import fixed_windows
 from emergence.models.scoring import SequenceSet, build_sequences, load_pair_sequences
+from emergence.device import batch_for, torch_device
 from emergence.models.components import Components
 from emergence.sampling.observables import sequence_observables
 from emergence.sampling.sampler_module import SamplerDivergence, sample_lm
@@ -29,7 +30,7 @@ from emergence.sampling.trace import TraceError, cache_key, load_trace, post_bur
 from emergence.tracking.wandb import init_run, log_reference, use_reference
 
 log = logging.getLogger(__name__)
-NOT_IN_KEY = ("checkpoints", "devices", "num_nodes", "checks")  # the chains do not depend on where they run
+NOT_IN_KEY = ("checkpoints", "checks")  # which checkpoints, and the checks, do not change a trace
 
 
 def selected_steps(requested: list[int], available: list[int]) -> list[int]:
@@ -86,13 +87,15 @@ def existing(path: Path, key: str):
 def main(args) -> None:
     p = load_params(args.params)
     corpus, out = Path(args.corpus), Path(args.out)
-    series = open_series(p.model, args.checkpoints)
+    series = open_series(p.model, args.checkpoints, torch_device(p.device))
     steps = selected_steps(p.sampler.checkpoints, series.steps)
     sets = observable_sets(p, corpus)
     first = series.load(steps[0]).model
-    observables = sequence_observables(sets, p.sampler.obs_batch_size, p.sampler.token_level,
+    observables = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level,
                                        component_probe=2, model=first, read_layer=p.sae_layer_for(Components(first).n_layers))
     data_digest = observables_digest(corpus, sets, observables)
+    log.info("observables: %d sequences, scored in inference batches of %d (device.memory_mb = %d)",
+             len(observables), batch_for(first, p.model.n_ctx, p.device.memory_mb), p.device.memory_mb)
     run = init_run("sample", p)
     use_reference(run, "checkpoints", "model", args.checkpoints)
     run.define_metric("sample/*", step_metric="checkpoint_step")
@@ -106,7 +109,7 @@ def main(args) -> None:
         return sampled(label, path, key, run, lambda: sample_lm(
             ckpt.model, cfg, seed, str(corpus / "train.bin"), p.model.n_ctx, obs,
             attrs={"checkpoint": ckpt.source, "step": step, "cache_key": key, "data_digest": data_digest},
-            label=f"sample {label}{position}"))
+            label=f"sample {label}{position}", device=p.device))
 
     for k, step in enumerate(steps, 1):
         ckpt = series.load(step)

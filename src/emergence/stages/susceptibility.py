@@ -23,6 +23,7 @@ import torch
 
 from emergence.analysis import embryology, plots
 from emergence.config import load_params
+from emergence.device import torch_device
 from emergence.data.tokenizer import load_tokenizer
 from emergence.estimators import susceptibility as sus
 from emergence.io import atomic_path, read_json, write_json
@@ -103,10 +104,11 @@ def sae_rows(trace, path: Path, sae_dir: Path, p) -> Rows:
                          f"on {directions['hook']}: re-run `dvc repro sample`")
     latents = list(dict.fromkeys(directions["top_k_latents"] + [directions["latents"][k]
                                                                   for k in ("t_max", "t_min", "steering")]))
-    sae = SAE.load_from_disk(str(sae_dir / "sae"), device="cpu")
+    device = torch_device(p.device)
+    sae = SAE.load_from_disk(str(sae_dir / "sae"), device=str(device))
     reads = trace["reads"].values                                        # (C, D, r, d)
     with torch.no_grad():
-        feats = sae.encode(torch.from_numpy(reads.reshape(-1, reads.shape[-1])).float()).numpy()
+        feats = sae.encode(torch.from_numpy(reads.reshape(-1, reads.shape[-1])).float().to(device)).cpu().numpy()
     phi = feats[:, latents].reshape(*reads.shape[:3], len(latents)).mean(2)
     return rows(phi, trace, [f"SAE{k}" for k in latents], p)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from emergence.config import as_dict, load_params
+from emergence.device import torch_device
 from emergence.estimators.llc import llc
 from emergence.io import write_json
 from emergence.models.checkpoints import open_series
@@ -35,7 +36,7 @@ def with_sampler(p, config: dict):
 def trial(p, model, corpus: Path, run) -> float:
     """Sample with `p.sampler` and log and return the convergence score."""
     try:
-        trace = sample_lm(model, p.sampler, p.seed, str(corpus / "train.bin"), p.model.n_ctx)
+        trace = sample_lm(model, p.sampler, p.seed, str(corpus / "train.bin"), p.model.n_ctx, device=p.device)
     except SamplerDivergence as exc:
         run.log({"sgld/score": sweep.DIVERGED, "sgld/diverged": 1, "sgld/diverged_step": exc.step})
         return sweep.DIVERGED
@@ -47,7 +48,7 @@ def trial(p, model, corpus: Path, run) -> float:
 
 
 def _model(p, args):
-    series = open_series(p.model, args.checkpoints)
+    series = open_series(p.model, args.checkpoints, torch_device(p.device))
     return series.load(args.step if args.step is not None else series.steps[-1]).model
 
 

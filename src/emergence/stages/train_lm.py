@@ -19,6 +19,7 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
 
 from emergence.config import load_params, params_hash
+from emergence.device import inference, torch_device, trainer_args
 from emergence.data.tokenizer import load_tokenizer
 from emergence.interrupt import fit
 from emergence.io import read_json, sha256_file, write_json
@@ -50,10 +51,10 @@ def _tokens_per_window(batch) -> int:
 
 
 def build_trainer(p, callbacks, logger, label: str = "train") -> pl.Trainer:
-    """The LM's Trainer (DDP over train.devices x train.num_nodes); its progress (`label`) counts steps."""
+    """The LM's Trainer on params.device (DDP over devices x num_nodes); its progress (`label`) counts steps."""
     t = p.train
-    return pl.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.grad_clip,
+    return pl.Trainer(max_steps=t.max_steps, **trainer_args(p.device), strategy=p.device.strategy,
+                      gradient_clip_val=t.grad_clip,
                       log_every_n_steps=t.log_every, logger=logger if logger is not None else False,
                       callbacks=[*callbacks, StepProgress(label)], enable_checkpointing=False, enable_progress_bar=False,
                       limit_val_batches=0,
@@ -80,11 +81,11 @@ def train(p, corpus_dir: Path, out: Path, logger=None) -> dict:
                      bias=p.model.bias)
     meta = {"tokenizer_sha256": sha256_file(corpus_dir / "tokenizer.json"),
             "data_sha256": sha256_file(corpus_dir / "train.bin"),
-            "params_hash": params_hash((p.seed, p.model, p.train)), "model_source": "own"}
+            "params_hash": params_hash((p.seed, p.model, p.train, p.device.precision)), "model_source": "own"}
     writer = CheckpointSeriesWriter(out, checkpoint_schedule(p.train.max_steps, p.train.checkpoints.log_until,
                                                              p.train.checkpoints.n_linear), meta,
                                     load_pair_sequences(corpus_dir / "pairs_tokens.jsonl", p.model.n_ctx),
-                                    p.train.eval_batch_size)
+                                    p.device.memory_mb)
     resume = resume_or_clear(writer, out, meta)
     pl.seed_everything(p.seed, workers=True, verbose=False)
     data = TokenDataModule(str(corpus_dir / "train.bin"), str(corpus_dir / "val.bin"), p.model.n_ctx,
@@ -103,17 +104,18 @@ def index_revisions(p, corpus_dir: Path, out: Path, logger=None) -> dict:
     """For ``model.source: hf``: load every revision (so a missing one fails here, naming it), score
     the validation windows and the pairs with it, and write the series index into `out`."""
     tok = load_tokenizer(corpus_dir / "tokenizer.json")
-    series = open_series(p.model, out)
+    series = open_series(p.model, out, torch_device(p.device))
     pairs = load_pair_sequences(corpus_dir / "pairs_tokens.jsonl", p.model.n_ctx)
     val = fixed_windows(corpus_dir / "val.bin", p.model.n_ctx, p.train.val_windows)
     entries = []
     for ckpt in series:
-        vocab = ckpt.model(torch.zeros(1, 1, dtype=torch.long)).shape[-1]
-        if vocab < tok.get_vocab_size():
-            raise CheckpointError(f"{ckpt.source}: {vocab} output logits but the corpus tokenizer has "
-                                  f"{tok.get_vocab_size()} tokens; re-run `dvc repro corpus` with this model")
-        entry = {"step": ckpt.step, "revision": series.revisions[series.steps.index(ckpt.step)],
-                 **checkpoint_scores(ckpt.model, val, pairs, p.train.eval_batch_size)}
+        with inference(p.device):
+            vocab = ckpt.model(torch.zeros(1, 1, dtype=torch.long, device=torch_device(p.device))).shape[-1]
+            if vocab < tok.get_vocab_size():
+                raise CheckpointError(f"{ckpt.source}: {vocab} output logits but the corpus tokenizer has "
+                                      f"{tok.get_vocab_size()} tokens; re-run `dvc repro corpus` with this model")
+            entry = {"step": ckpt.step, "revision": series.revisions[series.steps.index(ckpt.step)],
+                     **checkpoint_scores(ckpt.model, val, pairs, p.device.memory_mb)}
         entries.append(entry)
         if logger is not None:
             logger.log_metrics({k: v for k, v in entry.items() if "/" in k}, step=ckpt.step)
