@@ -227,7 +227,8 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
     from emergence.models.lm_module import fixed_windows
     from emergence.device import batch_for
     from emergence.models.scoring import build_sequences
-    from emergence.sampling.observables import blocks, sequence_observables
+    from emergence.models.components import Components
+    from emergence.sampling.observables import sequence_observables
     p, model = _load(ws)
     corpus, w = Path(ws) / "artifacts/corpus", p.sampler.shift_windows
     sets = []
@@ -236,7 +237,7 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
         sets.append(build_sequences(torch.cat([x, y[:, -1:]], 1).tolist(), [1] * n, length,
                                     [f"{label}/{i}" for i in range(n)], [label] * n, [label] * n))
     obs = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level, component_probe=2,
-                               model=model, read_layer=p.sae_layer_for(len(blocks(model))))
+                               model=model, read_layer=p.sae_layer_for(Components(model).n_layers))
     gc.collect()
     before = _rss_mb()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS, so VmHWM below is this pass's peak
@@ -253,12 +254,13 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
 
 
 def _sgld_setup(ws: str, draws: int):
-    from emergence.sampling.observables import blocks, sequence_observables
+    from emergence.models.components import Components
+    from emergence.sampling.observables import sequence_observables
     from emergence.stages.sample import observable_sets
     p, model = _load(ws)
     sets = observable_sets(p, Path(ws) / "artifacts/corpus")
     obs = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level, component_probe=2,
-                               model=model, read_layer=p.sae_layer_for(len(blocks(model))))
+                               model=model, read_layer=p.sae_layer_for(Components(model).n_layers))
     cfg = dataclasses.replace(p.sampler, burn_in=0, draws=draws, preconditioned=False, rms_adapt="every_step",
                               check_every=draws)
     return p, model, sets, obs, cfg
