@@ -77,8 +77,9 @@ H100 = {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989e12, "hbm_bytes_s": 3.35e12,
 MFU = 0.40   # assumed achieved share of peak for the matmuls
 BW_SHARE = 0.7  # assumed achieved share of HBM bandwidth for the elementwise SGLD update
 # fp32 reads + writes per weight, chain and step of RMSPropSGLD.step after burn-in (preconditioned, exact
-# localization; counted op by op in sgld.py: 28 reads, 21 writes) plus zeroing and accumulating the gradient
-UPDATE_ACCESSES = 52
+# localization, the coefficients cached; counted op by op in sgld.py: 12 reads, 6 writes) plus zeroing and
+# accumulating the gradient
+UPDATE_ACCESSES = 21
 
 
 # -- the revisions and the workspace ------------------------------------------------------------
@@ -216,11 +217,14 @@ def _load(ws: str):
     return p, open_series(p.model, Path(ws) / "artifacts/checkpoints").load(STEP).model
 
 
-def observables_memory(ws: str, n_obs: int, length: int) -> dict:
+OBS_BUDGET_MB = 32  # device.memory_mb of the observables' memory test: batches of ~38 sequences, below both counts
+
+
+def observables_memory(ws: str, n_obs: int, length: int, memory_mb: float) -> dict:
     """Peak RSS of one observables pass (the sample stage's: losses, component norms, residual reads) over
     `n_obs` sequences of `length` tokens standing in for the pairs (what grows with sampler.n_pairs), plus w
-    sampling and w general-code windows (w = sampler.shift_windows), as the stage builds them. Both sizes run
-    full inference batches (sized by device.memory_mb), so a difference is growth with the count."""
+    sampling and w general-code windows (w = sampler.shift_windows), as the stage builds them, with inference
+    batches sized by `memory_mb`. Both sizes run full batches, so a difference is growth with the count."""
     import gc
 
     import torch
@@ -236,7 +240,7 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
         x, y = fixed_windows(corpus / f"{split}.bin", length, n).tensors
         sets.append(build_sequences(torch.cat([x, y[:, -1:]], 1).tolist(), [1] * n, length,
                                     [f"{label}/{i}" for i in range(n)], [label] * n, [label] * n))
-    obs = sequence_observables(sets, p.device.memory_mb, p.sampler.token_level, component_probe=2,
+    obs = sequence_observables(sets, memory_mb, p.sampler.token_level, component_probe=2,
                                model=model, read_layer=p.sae_layer_for(Components(model).n_layers))
     gc.collect()
     before = _rss_mb()
@@ -250,7 +254,7 @@ def observables_memory(ws: str, n_obs: int, length: int) -> dict:
     return {"n_obs": n_obs + 2 * w, "n_pair_like": n_obs, "tokens": (n_obs + 2 * w) * length, "seconds": seconds,
             "rss_before_mb": before,
             "pass_peak_mb": peak, "pass_growth_mb": peak - before,
-            "batch_sequences": batch_for(model, length, p.device.memory_mb), "memory_mb": p.device.memory_mb}
+            "batch_sequences": batch_for(model, length, memory_mb), "memory_mb": memory_mb}
 
 
 def _sgld_setup(ws: str, draws: int):
@@ -599,10 +603,12 @@ def extrapolate(args, bench: dict) -> dict:
         f"the SGLD update is bandwidth-bound: {UPDATE_ACCESSES} fp32 reads/writes per weight per chain per step "
         "(counted in sgld.py) at "
         f"{BW_SHARE:.0%} of {H100['hbm_bytes_s'] / 1e12:.2f} TB/s",
-        "precision: every pass is fp32 as the code runs (SGLD weights, noise and updates must stay fp32: "
-        "a step of sqrt(eps) ~ 3e-4 relative is below bf16's 4e-3 resolution); 'fp32' column: no TF32 (PyTorch's "
-        "default matmul precision), 67 TFLOP/s peak; 'tf32' column: torch.set_float32_matmul_precision('high') "
-        "(the code does not set it), 495 TFLOP/s dense peak; bf16 (989) is not an option for these passes",
+        "precision: every pass counted in fp32. The SGLD passes (sample, rllc: about 95 % of the FLOPs) are fp32 "
+        "whatever device.precision says (SGLD weights, noise and updates must stay fp32: a step of sqrt(eps) ~ 3e-4 "
+        "relative is below bf16's 4e-3 resolution); device.precision: bf16-mixed makes train_lm, monitors and probes "
+        "bf16, which these columns do not credit; 'fp32' column: no TF32 (PyTorch's default matmul precision), "
+        "67 TFLOP/s peak; 'tf32' column: torch.set_float32_matmul_precision('high') (the code does not set it), "
+        "495 TFLOP/s dense peak",
         f"achieved throughput: {MFU:.0%} of peak (assumed, not measured on an H100); H100 SXM 80 GB",
         "not counted: process start-up and checkpoint loading, the CPU estimators (influence, emergence, "
         "susceptibility: no model passes; their CPU time is measured above where run), data stages, calibration",
@@ -714,7 +720,17 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="keep the revisions and the workspace in this directory")
     ap.add_argument("--skip", nargs="*", default=[], metavar="STAGE",
                     help="leave out these model stages (probes alone takes ~4-6 min here)")
+    ap.add_argument("--extrapolate-only", default=None, metavar="JSON",
+                    help="measure nothing: extrapolate the measurements of an earlier run's results file again")
     args = ap.parse_args()
+    if args.extrapolate_only:
+        bench = {k: v for k, v in json.loads(Path(args.extrapolate_only).read_text()).items()
+                 if k not in ("extrapolation", "table_markdown")}
+        ext = extrapolate(args, bench)
+        table = markdown(bench, ext)
+        report("pythia", {**bench, "extrapolation": ext, "table_markdown": table})
+        print("\n" + table)
+        return
     m = QUICK if args.quick else FULL
     m = dict(m, stages=tuple(st for st in m["stages"] if st not in args.skip))
     t_start = time.perf_counter()
@@ -750,7 +766,8 @@ def main() -> None:
                                                                            load_params(ws / "params.yaml"))
 
         print("[bench_pythia] observables' memory, 64 vs 512 sequences ...", flush=True)
-        mem = {str(n): in_fresh_process(observables_memory, ws=str(ws), n_obs=n, length=m["obs_len"]) for n in (64, 512)}
+        mem = {str(n): in_fresh_process(observables_memory, ws=str(ws), n_obs=n, length=m["obs_len"],
+                                        memory_mb=OBS_BUDGET_MB) for n in (64, 512)}
         print(f"[bench_pythia]   {mem}", flush=True)
         ratio = mem["512"]["pass_growth_mb"] / max(mem["64"]["pass_growth_mb"], 1.0)
         bench["observables_memory"] = {**mem, "growth_ratio": ratio,
