@@ -21,7 +21,7 @@ def test_no_device_is_pinned_outside_the_device_section():
     assert not pinned, pinned
 
 
-def test_device_settings_are_validated_and_reach_lightning():
+def test_device_settings_are_validated_and_reach_lightning(monkeypatch):
     with pytest.raises(ConfigError, match="device.accelerator"):
         DeviceParams(accelerator="tpu-v9")
     with pytest.raises(ConfigError, match="device.memory_mb"):
@@ -29,7 +29,9 @@ def test_device_settings_are_validated_and_reach_lightning():
     d = DeviceParams(accelerator="gpu", devices=4, num_nodes=2, precision="bf16-mixed")
     assert trainer_args(d) == dict(accelerator="gpu", devices=4, num_nodes=2, precision="bf16-mixed")
     assert trainer_args(d, fp32=True)["precision"] == "32-true"  # the SGLD sampler
-    assert torch_device(d) == torch.device("cuda") and torch_device(DeviceParams()) == torch.device("cpu")
+    assert torch_device(d) == torch.device("cuda", 0) and torch_device(DeviceParams()) == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "3")  # process 3 of a multi-GPU run loads onto its own GPU
+    assert torch_device(d) == torch.device("cuda", 3)
 
 
 def test_inference_autocasts_to_bf16_only_when_asked():

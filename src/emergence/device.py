@@ -4,15 +4,17 @@
 * :func:`trainer_args`: the Lightning Trainer's accelerator, devices, num_nodes and precision for a
   training loop (the LM, the SAEs) or, with ``fp32=True``, for the SGLD sampler (its update and the LLC's
   loss differences are always computed in float32).
-* :func:`inference`: the context of the inference reads (revision scoring, monitors, probes):
+* :func:`inference`: the context of the inference reads (revision scoring, monitors, probes' attention reads):
   ``torch.inference_mode`` and, when ``device.precision`` is bf16-*, ``torch.autocast`` to bfloat16 on
-  that device. The SGLD observables, the SAEs' activations and the susceptibilities stay in float32.
+  that device. The SGLD observables, the SAEs' activations, the susceptibilities and probes' loss
+  comparisons (patching, logit lens, trajectory) stay in float32.
 * :func:`batch_for`: how many sequences one inference batch holds within ``device.memory_mb``.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 
 import torch
 import torch.nn as nn
@@ -21,12 +23,14 @@ from emergence.config import DeviceParams
 
 
 def torch_device(d: DeviceParams) -> torch.device:
-    """The torch device of `d.accelerator` (Lightning's names: cpu, gpu/cuda, mps, auto)."""
-    if d.accelerator == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    return torch.device({"gpu": "cuda"}.get(d.accelerator, d.accelerator))
+    """The torch device of `d.accelerator` (Lightning's names: cpu, gpu/cuda, mps, auto); a GPU is this
+    process's own (LOCAL_RANK, set by Lightning's and torchrun's launchers), so that each process of a
+    multi-GPU run loads its models onto its GPU."""
+    kind = d.accelerator
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    kind = {"gpu": "cuda"}.get(kind, kind)
+    return torch.device(kind, int(os.environ.get("LOCAL_RANK", 0))) if kind == "cuda" else torch.device(kind)
 
 
 def trainer_args(d: DeviceParams, fp32: bool = False) -> dict:

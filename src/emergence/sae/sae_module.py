@@ -159,21 +159,25 @@ class Plateau(pl.Callback):
 def train_sae(sae, stream: IterableDataset, held_out: torch.Tensor, lr: float, max_steps: int, min_steps: int,
               eval_every: int, window: int, tol: float, logger=None, device: DeviceParams = DeviceParams()) -> dict:
     """Train `sae` on batches of `stream` under the Lightning Trainer until :class:`Plateau` or `max_steps`,
-    on one device of `device.accelerator` at `device.precision` (the stream is one process's).
+    on one device of `device.accelerator` at `device.precision` (the stream is one process's; bf16-true
+    runs as bf16-mixed: sae-lens casts its inputs to the SAE's own dtype, float32).
 
     Returns what `quality.json` records about training: the steps used, whether held-out
     explained variance plateaued (False: the step cap was hit) and its last value.
     """
     module = SAEModule(sae, lr)
     plateau = Plateau(held_out, eval_every, window, tol, min_steps)
-    trainer = pl.Trainer(max_steps=max_steps, **{**trainer_args(device), "devices": 1, "num_nodes": 1},
+    args = {**trainer_args(device), "devices": 1, "num_nodes": 1}
+    if args["precision"] == "bf16-true":
+        args["precision"] = "bf16-mixed"
+    trainer = pl.Trainer(max_steps=max_steps, **args,
                          gradient_clip_val=1.0,
                          logger=logger if logger is not None else False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, log_every_n_steps=eval_every,
                          callbacks=[plateau, StepProgress("SAE (stops at its plateau)")])
     fit(trainer, module, train_dataloaders=DataLoader(stream, batch_size=None))  # Interrupted on a signal
-    sae.eval()
+    sae.to(held_out.device).eval()  # the Trainer's teardown leaves its module on the CPU
     return {"train_steps": int(trainer.global_step), "plateaued": plateau.plateaued,
             "held_out_explained_variance": explained_variance(sae, held_out)}
 

@@ -72,7 +72,7 @@ def main(args) -> None:
         n_layers, n_heads = hooked.cfg.n_layers, hooked.cfg.n_heads
         comps = components.hooks(n_layers, n_heads, mlp=not hooked.cfg.attn_only)
         names = list(comps)
-        with inference(p.device):
+        with torch.inference_mode():  # loss differences in float32, whatever device.precision says
             effects = patching.patch_effects(hooked, pairs, comps, min_gap=p.probes.min_gap)  # (pairs, comps, positions)
         used = ~patching.skipped_pairs(effects)
         skipped.append(int((~used).sum()))
@@ -87,11 +87,12 @@ def main(args) -> None:
         log_matrix(run, f"probes/patching_step_{ckpt.step}", mean_effects, names, patching.POSITIONS, fig)
         plots.save(fig, out / "patching" / f"step_{ckpt.step}.png")
 
-        with inference(p.device):
+        with torch.inference_mode():
             lens = patching.logit_lens(hooked, seqs.ids, seqs.targets, seqs.mask, p.device.memory_mb)  # (layers, 2 * pairs)
-            first = head_means(hooked, vx, {"first": first_token_read}, p.device.memory_mb)["first"].ravel()
-            losses_by_step.append(torch.cat([token_loss_matrix(ckpt.model, s, p.device.memory_mb).float().cpu()
+            losses_by_step.append(torch.cat([token_loss_matrix(ckpt.model, s, p.device.memory_mb).cpu()
                                              [s.mask.bool()] for s in probe]).numpy())
+        with inference(p.device):  # attention statistics: bf16 where device.precision asks for it
+            first = head_means(hooked, vx, {"first": first_token_read}, p.device.memory_mb)["first"].ravel()
         lens_pref.append((lens[:, :half] < lens[:, half:]).mean(1))
         k = list(monitors["steps"]).index(ckpt.step)
         classes.append(classify_heads(np.array(monitors["prefix_matching"])[:, k],
