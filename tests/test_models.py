@@ -59,6 +59,17 @@ def test_hf_series_from_local_revisions(neox_revisions):
     assert seen == [0, 8, 64]
 
 
+def test_hf_revisions_saved_in_half_precision_load_in_float32(neox_revisions, tmp_path):
+    """Pythia's revisions are saved as float16 (config torch_dtype), which transformers would load as is:
+    the series loads float32, which the SGLD update and the LLC's loss differences need."""
+    from transformers import GPTNeoXForCausalLM
+    root, _ = neox_revisions
+    GPTNeoXForCausalLM.from_pretrained(root / "step0").half().save_pretrained(tmp_path / "step0")
+    ckpt = HFSeries("EleutherAI/pythia-tiny", ["step0"], local_dir=tmp_path).load(0)
+    assert {p.dtype for p in ckpt.model.parameters()} == {torch.float32}
+    assert ckpt.hooked().cfg.dtype == torch.float32
+
+
 def test_hf_hub_offline_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     series = HFSeries("EleutherAI/pythia-160m", ["step1000"], offline=True)

@@ -162,7 +162,10 @@ class HFSeries:
         revision = self.revisions[self.steps.index(step)]
         path = self.resolve(revision)
         try:
-            hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(self.device).eval()
+            # float32 whatever the checkpoint's own dtype (Pythia's config says float16, which transformers
+            # loads by default): the SGLD update and the LLC's loss differences need float32 weights
+            hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+            hf = hf.to(self.device).eval()
         except Exception as exc:
             raise CheckpointError(f"cannot load {path}: {exc}") from None
         return Checkpoint(step, HFCausalLM(hf).eval(), str(path), lambda: hf_to_hooked(path, hf))
