@@ -113,7 +113,7 @@ class ModelParams:
 @dataclasses.dataclass
 class DeviceParams:
     """Where every stage runs (Lightning's names). LM and SAE training run at `precision`; inference reads
-    (revision scoring, monitors, probes' attention reads) autocast to bf16 when it is bf16-*; the SGLD
+    (monitors, probes' attention reads) autocast to bf16 when it is bf16-*; the SGLD
     sampler is always float32 (its update and the LLC's loss differences)."""
     accelerator: str = "cpu"         # cpu | gpu | mps | auto
     devices: int = 1                 # per machine: DDP for LM training, the chains split for SGLD

@@ -4,10 +4,10 @@
 * :func:`trainer_args`: the Lightning Trainer's accelerator, devices, num_nodes and precision for a
   training loop (the LM, the SAEs) or, with ``fp32=True``, for the SGLD sampler (its update and the LLC's
   loss differences are always computed in float32).
-* :func:`inference`: the context of the inference reads (revision scoring, monitors, probes' attention reads):
+* :func:`inference`: the context of the inference reads that tolerate bf16 (monitors, probes' attention reads):
   ``torch.inference_mode`` and, when ``device.precision`` is bf16-*, ``torch.autocast`` to bfloat16 on
-  that device. The SGLD observables, the SAEs' activations, the susceptibilities and probes' loss
-  comparisons (patching, logit lens, trajectory) stay in float32.
+  that device. Loss comparisons (revision scoring, the SGLD observables, probes' patching, logit lens and
+  trajectory), the SAEs' activations and the susceptibilities stay in float32.
 * :func:`batch_for`: how many sequences one inference batch holds within ``device.memory_mb``.
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
 
 from emergence.config import load_params, params_hash
-from emergence.device import inference, torch_device, trainer_args
+from emergence.device import torch_device, trainer_args
 from emergence.data.tokenizer import load_tokenizer
 from emergence.interrupt import fit
 from emergence.io import read_json, sha256_file, write_json
@@ -109,7 +109,7 @@ def index_revisions(p, corpus_dir: Path, out: Path, logger=None) -> dict:
     val = fixed_windows(corpus_dir / "val.bin", p.model.n_ctx, p.train.val_windows)
     entries = []
     for ckpt in series:
-        with inference(p.device):
+        with torch.inference_mode():  # float32, as the own model's series is scored (pair preferences compare losses)
             vocab = ckpt.model(torch.zeros(1, 1, dtype=torch.long, device=torch_device(p.device))).shape[-1]
             if vocab < tok.get_vocab_size():
                 raise CheckpointError(f"{ckpt.source}: {vocab} output logits but the corpus tokenizer has "
