@@ -6,16 +6,33 @@ component's path through the map is its development.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
 from emergence.models.components import parse
 
 
+@functools.cache
+def _umap():
+    """umap-learn with its numba kernels cached on disk (in NUMBA_CACHE_DIR, else beside umap's source).
+    umap compiles them with caching off, about 9 s in every process whatever the input's size; numba
+    keys a cached kernel by its source file, signature and CPU, and the machine code is the same."""
+    import numba
+    import umap
+    from umap import distances, layouts, umap_, utils
+    for module in (distances, layouts, umap_, utils):
+        for f in vars(module).values():
+            if isinstance(f, numba.core.dispatcher.Dispatcher) and f.py_func.__module__ == module.__name__:
+                f.enable_caching()
+    return umap
+
+
 def embed(profiles: dict[int, np.ndarray], components: list[str], seed: int,
           n_neighbors: int = 15, min_dist: float = 0.1) -> pd.DataFrame:
     """Rows (step, component, layer, head, kind, x, y) from {step: (components, features)} profiles."""
-    import umap
+    umap = _umap()
     steps = sorted(profiles)
     X = np.concatenate([profiles[s] for s in steps])
     X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
