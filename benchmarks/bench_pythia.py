@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import in_fresh_process, interleaved, report, summary  # noqa: E402
@@ -770,12 +771,11 @@ def main() -> None:
                                                                            load_params(ws / "params.yaml"))
 
         print("[bench_pythia] observables' memory, 64 vs 512 sequences, and 512 at 4x the budget ...", flush=True)
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)  # the children's RSS follows their live memory
-        mem = {str(n): in_fresh_process(observables_memory, ws=str(ws), n_obs=n, length=m["obs_len"],
-                                        memory_mb=OBS_BUDGET_MB) for n in (64, 512)}
-        larger = in_fresh_process(observables_memory, ws=str(ws), n_obs=512, length=m["obs_len"],
-                                  memory_mb=4 * OBS_BUDGET_MB)
-        os.environ.pop("MALLOC_MMAP_THRESHOLD_")
+        with mock.patch.dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD)):  # children: RSS = live memory
+            mem = {str(n): in_fresh_process(observables_memory, ws=str(ws), n_obs=n, length=m["obs_len"],
+                                            memory_mb=OBS_BUDGET_MB) for n in (64, 512)}
+            larger = in_fresh_process(observables_memory, ws=str(ws), n_obs=512, length=m["obs_len"],
+                                      memory_mb=4 * OBS_BUDGET_MB)
         print(f"[bench_pythia]   {mem} {larger}", flush=True)
         ratio = mem["512"]["pass_growth_mb"] / max(mem["64"]["pass_growth_mb"], 1.0)
         bench["observables_memory"] = {**mem, "growth_ratio": ratio, f"512_at_{4 * OBS_BUDGET_MB}_mb": larger,
