@@ -80,6 +80,8 @@ def test_umap_is_seeded_and_stable():
     np.testing.assert_array_equal(a[["x", "y"]].values, b[["x", "y"]].values)
     assert set(a.columns) >= {"step", "component", "layer", "head", "x", "y"} and len(a) == 30
     assert a[a.component == "L1.mlp"].kind.iloc[0] == "mlp"
+    import umap  # its kernels are cached on disk: later processes skip their ~9 s compile
+    assert umap.umap_.smooth_knn_dist.stats.cache_path is not None
 
 
 def sample_toy(observe, labels, components, nbeta=50.0, draws=6000, token_owner=None):
