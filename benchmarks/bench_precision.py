@@ -19,7 +19,7 @@ the same sampler family, RMSProp-preconditioned SGLD at params.yaml's eps, n*bet
 RMSProp constants, chains, burn-in and minibatch size:
 
 * ours: the default settings (preconditioner adapted during burn-in then frozen, paired
-  control variate, observables at every 8th draw), ``sample_lm`` + ``llc`` / the influence
+  control variate, observables at every `sampler.obs_every`-th draw), ``sample_lm`` + ``llc`` / the influence
   stage's block aggregates;
 * devinterp: its documented entry points ``llc()`` and ``bif()`` with
   ``sampling_method="rmsprop_sgld"`` (its preconditioner is re-estimated at every step), its
@@ -206,7 +206,7 @@ def _devinterp(task: str, draws: int, step: int, override: dict, threads: int | 
     from devinterp.slt.llc import llc
     from emergence.io import seed_for
     from emergence.models.hooked import gpt_to_hooked
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     p, T, sets, model = _setup(step, override, threads)
     cfg = p.sampler
     hooked = gpt_to_hooked(model)
@@ -426,7 +426,7 @@ def main() -> None:
         "attribution": {
             "llc": attribution(res["llc"], runs["llc"], "llc", "ours_unpaired", "variance reduction (control variate)"),
             "blocks_mc": attribution(res["blocks_mc"], runs["bif"], "blocks_mc", "ours_obs_every_1",
-                                     "observable schedule (every 8th draw)")},
+                                     f"observable schedule (every {p.sampler.obs_every}th draw)")},
         "outcomes": res, "runs": runs,
         "setup": {"step": args.step, "predictions_per_window": p.model.n_ctx - 1, "start_draws": args.start,
                   "cap_s": args.cap_s, "max_runs": args.max_runs, "quick": args.quick,

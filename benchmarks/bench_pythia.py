@@ -234,7 +234,7 @@ def observables_memory(ws: str, n_obs: int, length: int, memory_mb: float) -> di
     import gc
 
     import torch
-    from emergence.models.lm_module import fixed_windows
+    from emergence.data.windows import fixed_windows
     from emergence.device import batch_for
     from emergence.models.scoring import build_sequences
     from emergence.models.components import Components
@@ -324,7 +324,7 @@ def sgld_bare(ws: str, draws: int) -> dict:
     import torch
     from emergence.io import seed_for
     from emergence.models.gpt import token_losses
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     from emergence.models.scoring import token_loss_matrix
     p, model, sets, _, cfg = _sgld_setup(ws, draws)
     C, B, T = cfg.chains, cfg.batch_size, p.model.n_ctx

@@ -77,7 +77,7 @@ def devinterp_run(tmp: str, observed: bool = True) -> dict:
     from devinterp.slt.bif import bif
     from devinterp.slt.llc import llc
     from emergence.models.hooked import gpt_to_hooked
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     model, path, obs_ids = _setup(tmp)
     hooked = gpt_to_hooked(model)
     x, y = TokenWindows(str(path), T, 2048, 0).batch(0)
@@ -100,7 +100,7 @@ def bare(tmp: str) -> dict:
 
     import torch
     from emergence.models.gpt import token_losses
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     model, path, obs_ids = _setup(tmp)
     models = [copy.deepcopy(model) for _ in range(CHAINS)]
     anchors = [[p.detach().clone() for p in m.parameters()] for m in models]

@@ -7,7 +7,7 @@ from emergence.config import ConfigError, load_params
 from emergence.models.checkpoints import load_checkpoint, save_checkpoint
 from emergence.models.gpt import GPT, GPTConfig
 from emergence.models.hooked import gpt_to_hooked
-from emergence.models.lm_module import TokenWindows, fixed_windows
+from emergence.data.windows import TokenWindows, fixed_windows
 from emergence.models.components import Components
 from emergence.sampling.chains import FlatChains
 

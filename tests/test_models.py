@@ -163,7 +163,7 @@ def test_training_runs_data_parallel_on_cpu_with_two_processes(tiny_corpus, tmp_
     assert [c["step"] for c in index["checkpoints"]] == [0, 1, 2, 4, 8, 12]
     assert index["checkpoints"][-1]["val/loss"] < index["checkpoints"][0]["val/loss"]
     assert (tmp_path / "ddp" / "last.ckpt").exists()
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     windows = TokenWindows(str(tiny_corpus / "train.bin"), 64, 4, 0)
     assert not torch.equal(windows.batch(0)[0], windows.batch(1)[0])
 

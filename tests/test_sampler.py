@@ -23,7 +23,7 @@ SMALL_MB, LARGE_MB = 1, 64  # inference budgets: about 7 of the test's sequences
 def tiny_model(tiny_corpus):
     """A small GPT trained briefly on the tiny corpus (an LLC is defined near a minimum)."""
     from emergence.models.gpt import token_losses
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=300, n_ctx=64, n_layer=1, n_head=2, d_model=32, d_mlp=64))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -79,7 +79,7 @@ def test_divergence_stops_with_step_chain_and_hint(tiny_model, tiny_corpus):
 
 def test_weight_restriction_moves_only_the_component(tiny_model, tiny_corpus):
     from emergence.sampling.sampler_module import SGLDRun, lm_loss, own_chains
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     run = SGLDRun(tiny_model, SamplerParams(**CFG), 0, lm_loss, components=["L0H1"])
     stream = TokenWindows(str(tiny_corpus / "train.bin"), 64, 8, 0)
     run.measure_init([stream.batch(99)])
@@ -100,18 +100,18 @@ def test_cache_key_depends_on_weights_data_settings_and_code(monkeypatch):
     assert cache_key("w", "d", {"lr": 1}) != base
 
 
-def test_code_version_covers_the_sampler_and_model_source():
+def test_code_version_covers_the_sampler_model_and_window_source():
     from emergence.sampling import trace
     root = Path(trace.__file__).resolve().parents[1]
-    assert (root / "sampling" / "sgld.py").exists() and (root / "models" / "gpt.py").exists()
-    assert trace.CODE == ("sampling", "models") and len(trace.code_version()) == 64
+    assert all((root / part).exists() for part in ("sampling/sgld.py", "models/gpt.py", "data/windows.py"))
+    assert trace.CODE == ("sampling", "models", "data/windows.py") and len(trace.code_version()) == 64
 
 
 def test_llc_agrees_with_devinterp(tiny_model, tiny_corpus):
     """Same model, data, plain SGLD, eps, n*beta, gamma, chains, draws and batch size."""
     from datasets import Dataset
     from devinterp.slt.llc import llc as devinterp_llc
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     settings = dict(lr=3e-5, nbeta=300.0, localization=1000.0, chains=4, draws=300, batch_size=8)
     windows = TokenWindows(str(tiny_corpus / "train.bin"), 63, 2048, 0).batch(0)  # 64 tokens, 63 targets
     ids = torch.cat([windows[0], windows[1][:, -1:]], 1)

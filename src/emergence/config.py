@@ -120,7 +120,7 @@ class DeviceParams:
     num_nodes: int = 1               # machines (launched by SLURM's srun or torchrun: see the README)
     precision: str = "32-true"
     strategy: str = "auto"           # LM training's Lightning strategy
-    memory_mb: int = 512             # every inference batch size follows; a pass peaks at ~2.1x (bench_pythia)
+    memory_mb: int = 512             # every inference batch size follows; a pass peaks at about this
 
     def __post_init__(self) -> None:
         _require("device", "accelerator", self.accelerator, self.accelerator in ACCELERATORS, str(ACCELERATORS))

@@ -78,8 +78,8 @@ def batch_for(model: nn.Module, n_ctx: int, memory_mb: float, logits: bool = Fal
     residual-width tensors, the attention scores n_heads x n_ctx and the MLP's hidden layer, per position,
     in float32), plus with `logits` the full-vocabulary logits and `cached_per_position` floats a caller
     keeps (e.g. every layer's attention patterns), fit `memory_mb`. Inference keeps no graph, so the
-    blocks' activations do not add up. Measured, a scoring pass peaks at about 2.1x `memory_mb`: the
-    chunked logits and their log-softmax each take up to `memory_mb` (benchmarks/bench_pythia.py)."""
+    blocks' activations do not add up. The chunked cross-entropy keeps its logits and their log-softmax
+    within `memory_mb` too (`models.scoring`); measured, a scoring pass peaks at about `memory_mb`."""
     s = shape(model)
     per_position = (RESIDUAL_COPIES * s.d_model + 2 * s.n_heads * n_ctx + s.d_mlp + (s.vocab if logits else 0)
                     + cached_per_position)

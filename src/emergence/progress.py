@@ -14,7 +14,6 @@ import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
-import pytorch_lightning as pl
 from tqdm import tqdm
 
 log = logging.getLogger("emergence.progress")
@@ -74,20 +73,31 @@ def track(items: Iterable[T], label: str, total: int | None = None, unit: str = 
         progress.close()
 
 
-class StepProgress(pl.Callback):
-    """A `Progress` over the training steps of a fit (rank 0 of a multi-process run only)."""
+def __getattr__(name: str):
+    """`StepProgress`, built on first use: importing Lightning takes about 3 s, which the stages
+    without a Lightning loop need not pay (PEP 562)."""
+    if name != "StepProgress":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import pytorch_lightning as pl
 
-    def __init__(self, label: str, unit: str = "step"):
-        self.label, self.unit = label, unit
-        self.progress: Progress | None = None
+    class StepProgress(pl.Callback):
+        """A `Progress` over the training steps of a fit (rank 0 of a multi-process run only)."""
 
-    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self.progress = Progress(self.label, total, self.unit, enabled=trainer.is_global_zero,
-                                 initial=trainer.global_step)  # a resumed fit starts where it stopped
+        def __init__(self, label: str, unit: str = "step"):
+            self.label, self.unit = label, unit
+            self.progress: Progress | None = None
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        self.progress.update()
+        def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+            self.progress = Progress(self.label, total, self.unit, enabled=trainer.is_global_zero,
+                                     initial=trainer.global_step)  # a resumed fit starts where it stopped
 
-    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.progress.close()
+        def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+            self.progress.update()
+
+        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.progress.close()
+
+    StepProgress.__module__, StepProgress.__qualname__ = __name__, "StepProgress"  # picklable (DDP spawn)
+    globals()["StepProgress"] = StepProgress
+    return StepProgress

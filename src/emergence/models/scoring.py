@@ -82,9 +82,10 @@ def scoring_batches(model: nn.Module, seqs: SequenceSet, memory_mb: float) -> li
 def chunked_cross_entropy(h: torch.Tensor, unembed: nn.Module, targets: torch.Tensor,
                           logits_mb: float) -> torch.Tensor:
     """Cross-entropy (K,) of the final hidden states h (K, C) against targets (K,), unembedded a
-    chunk of positions at a time so that at most `logits_mb` of full-vocabulary logits exist at once."""
+    chunk of positions at a time so that a chunk's full-vocabulary logits and their log-softmax
+    together hold at most `logits_mb` (the pass's peak is then about `logits_mb`: bench_pythia)."""
     vocab = unembed.weight.shape[0]
-    chunk = max(1, int(logits_mb * 2 ** 20 // (4 * vocab)))
+    chunk = max(1, int(logits_mb * 2 ** 20 // (2 * 4 * vocab)))
     return torch.cat([F.cross_entropy(unembed(h[a:a + chunk]).float(), targets[a:a + chunk], reduction="none")
                       for a in range(0, len(h), chunk)]) if len(h) else h.new_zeros(0)
 

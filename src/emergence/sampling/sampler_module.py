@@ -353,7 +353,7 @@ def sample_lm(model: nn.Module, cfg: SamplerParams, seed: int, train_tokens: str
 
     Raises :class:`SamplerDivergence` (with the partial trace) if a chain diverges.
     """
-    from emergence.models.lm_module import TokenWindows
+    from emergence.data.windows import TokenWindows
     make_run = functools.partial(SGLDRun, model, cfg, seed, lm_loss, observables, components)
     return run_sampler(make_run, cfg, device,
                        TokenWindows(train_tokens, n_ctx, cfg.chains * cfg.batch_size, seed_for(seed, "sgld-data"), aligned),

@@ -33,14 +33,16 @@ class TraceError(EmergenceError):
     """A missing or unreadable trace; names the file."""
 
 
-CODE = ("sampling", "models")  # the packages whose source determines a trace
+CODE = ("sampling", "models", "data/windows.py")  # the source (packages, modules) that determines a trace
 
 
 def code_version() -> str:
-    """sha256 of the source of the sampler and the models (a changed sampler never reuses a trace)."""
+    """sha256 of the source of the sampler, the models and the data windows (a changed sampler never
+    reuses a trace)."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for f in sorted(f for package in CODE for f in (root / package).rglob("*.py")):
+    paths = [root / part for part in CODE]
+    for f in sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*.py"))):
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()

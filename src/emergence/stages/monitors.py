@@ -12,7 +12,7 @@ from emergence.device import inference, torch_device
 from emergence.io import write_json
 from emergence.models import components
 from emergence.models.checkpoints import open_series
-from emergence.models.lm_module import fixed_windows
+from emergence.data.windows import fixed_windows
 from emergence.progress import track
 from emergence.tracking.wandb import init_run, log_curves, log_matrix
 

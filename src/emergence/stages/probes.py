@@ -21,7 +21,7 @@ from emergence.device import inference, torch_device
 from emergence.io import read_json, write_json
 from emergence.models import components
 from emergence.models.checkpoints import open_series
-from emergence.models.lm_module import fixed_windows
+from emergence.data.windows import fixed_windows
 from emergence.models.scoring import build_sequences, load_pair_sequences, token_loss_matrix
 from emergence.progress import track
 from emergence.sae.directions import problem_splits

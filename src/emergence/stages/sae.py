@@ -21,7 +21,7 @@ from emergence.device import batch_for, torch_device
 from emergence.data.tokenizer import load_tokenizer
 from emergence.io import write_json
 from emergence.models.checkpoints import open_series
-from emergence.models.lm_module import TokenWindows, fixed_windows
+from emergence.data.windows import TokenWindows, fixed_windows
 from emergence.models.scoring import SequenceSet, load_pair_sequences
 from emergence.sae import directions
 from emergence.sae.sae_module import (ActivationStream, dense_latents, hook_activations, make_sae, sae_quality,

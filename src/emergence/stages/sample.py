@@ -20,7 +20,7 @@ from emergence.config import as_dict, load_params
 from emergence.estimators.llc import llc
 from emergence.io import sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
-from emergence.models.lm_module import fixed_windows
+from emergence.data.windows import fixed_windows
 from emergence.models.scoring import SequenceSet, build_sequences, load_pair_sequences
 from emergence.device import batch_for, torch_device
 from emergence.models.components import Components

@@ -21,11 +21,12 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ThroughputMonitor
 from emergence.config import load_params, params_hash
 from emergence.device import torch_device, trainer_args
 from emergence.data.tokenizer import load_tokenizer
+from emergence.data.windows import fixed_windows
 from emergence.interrupt import fit
 from emergence.io import read_json, sha256_file, write_json
 from emergence.models.checkpoints import CheckpointError, open_series
 from emergence.models.lm_module import (CheckpointSeriesWriter, LMModule, TokenDataModule,
-                                        checkpoint_schedule, checkpoint_scores, fixed_windows)
+                                        checkpoint_schedule, checkpoint_scores)
 from emergence.models.scoring import load_pair_sequences
 from emergence.progress import StepProgress
 from emergence.tracking.wandb import lightning_logger, log_reference
