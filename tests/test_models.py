@@ -191,3 +191,19 @@ def test_scoring_holds_logits_for_a_chunk_of_positions_only(arch, neox_revisions
     with torch.no_grad():
         full = token_losses(model(seqs.ids), seqs.targets) * seqs.mask
     torch.testing.assert_close(losses, full, rtol=1e-5, atol=1e-5)
+
+
+def test_length_batches_cover_every_sequence_once_within_the_padding_bound():
+    """Inference batches hold at most `batch_size` sequences, each once, and pad by at most MAX_PADDING
+    of their tokens; one batch of all would pad by 60 % here."""
+    from emergence.models.scoring import MAX_PADDING, build_sequences, length_batches
+    lengths = [10 + (7 * i) % 90 for i in range(60)]
+    seqs = build_sequences([list(range(n + 1)) for n in lengths], [1] * 60, 128, [str(i) for i in range(60)],
+                           ["correct"] * 60, ["g"] * 60)
+    batches = length_batches(seqs, 16)
+    assert sorted(i for b in batches for i in b.tolist()) == list(range(60))
+    assert max(len(b) for b in batches) <= 16
+    for b in batches:
+        n = seqs.lengths[b]
+        assert len(b) * int(n.max()) <= (1 + MAX_PADDING) * int(n.sum())
+    assert 60 * max(lengths) > 1.6 * sum(lengths)

@@ -260,14 +260,14 @@ class SusceptibilityParams:
 @dataclasses.dataclass
 class RLLCParams:
     """Refined LLCs (Wang et al. 2025): sampling restricted to one component, or on other data."""
-    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [16, 256, 910, 2000])
+    checkpoints: list[int] = dataclasses.field(default_factory=lambda: [16, 256, 2000])
     draws: int = 40
     burn_in: int = 20
     chains: int = 2
     batch_size: int = 4
     data_refined: bool = True        # also the whole-model LLC sampled on correct / on buggy code
     clusters: int = 3                # clusters of heads by their rLLC trajectories
-    obs_every: int = 2               # observables (for restricted-loss susceptibilities) at every k-th draw
+    obs_every: int = 4               # observables (for restricted-loss susceptibilities) at every k-th draw
 
     def __post_init__(self) -> None:
         for key in ("draws", "chains", "batch_size", "clusters", "obs_every"):

@@ -67,10 +67,22 @@ def module_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.get_default_device())
 
 
+MAX_PADDING = 0.1  # a batch's padded positions exceed its tokens by at most this share
+
+
 def length_batches(seqs: SequenceSet, batch_size: int) -> list[torch.Tensor]:
-    """Indices of the inference batches, sequences sorted by length (less padding)."""
-    order = torch.argsort(seqs.lengths, stable=True)
-    return [order[a:a + batch_size] for a in range(0, len(seqs), batch_size)]
+    """Indices of the inference batches: sequences sorted by length, at most `batch_size` per
+    batch, and a new batch begun where padding to the next length would add more than
+    `MAX_PADDING` of the batch's tokens (HumanEval pairs in one batch: 45 % padding, 1.7x slower)."""
+    lengths = seqs.lengths.tolist()
+    batches, current, tokens = [], [], 0
+    for i in torch.argsort(seqs.lengths, stable=True).tolist():
+        if current and (len(current) == batch_size or (len(current) + 1) * lengths[i] > (1 + MAX_PADDING) * (tokens + lengths[i])):
+            batches.append(torch.tensor(current))
+            current, tokens = [], 0
+        current.append(i)
+        tokens += lengths[i]
+    return batches + [torch.tensor(current)] if current else batches
 
 
 def scoring_batches(model: nn.Module, seqs: SequenceSet, memory_mb: float) -> list[torch.Tensor]:
