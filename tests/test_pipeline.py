@@ -91,7 +91,7 @@ def test_experiments_are_listed_and_diffed(runs, tmp_path):
     shown = dvc("exp", "show", "--csv", "--all-commits", cwd=repo, tmp=tmp_path).stdout
     assert any(line.startswith("smoke-exp,") for line in shown.splitlines())
     diff = json.loads(dvc("params", "diff", "HEAD~1", "--json", cwd=repo, tmp=tmp_path).stdout)["params.yaml"]
-    assert (diff["sampler.draws"]["old"], diff["sampler.draws"]["new"]) == (200, 12)
+    assert (diff["sampler.draws"]["old"], diff["sampler.draws"]["new"]) == (400, 12)
 
 
 def test_metrics_are_one_compact_table(runs, tmp_path):
