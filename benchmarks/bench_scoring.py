@@ -22,13 +22,15 @@ from common import interleaved, report, summary  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _score(step: int, passes: int, max_padding: float) -> dict:
+def _score(step: int, passes: int, max_padding: float | None) -> dict:
+    """Seconds per observables pass with `scoring.MAX_PADDING` set to `max_padding` (None: as it is)."""
     import torch
     from emergence.config import load_params
     from emergence.models import scoring
     from emergence.models.checkpoints import load_checkpoint
     from emergence.stages.sample import observable_sets
-    scoring.MAX_PADDING = max_padding
+    if max_padding is not None:
+        scoring.MAX_PADDING = max_padding
     p = load_params(ROOT / "params.yaml")
     sets = observable_sets(p, ROOT / "artifacts" / "corpus")
     model, _ = load_checkpoint(ROOT / "artifacts" / "checkpoints" / f"step_{step}.pt")
@@ -42,16 +44,14 @@ def _score(step: int, passes: int, max_padding: float) -> dict:
     for _ in range(passes):
         losses = once()
     seconds = (time.perf_counter() - start) / passes
-    tokens = sum(int(s.lengths.sum()) for s in sets)
-    padded = sum(len(b) * int(s.lengths[b].max()) for s in sets for b in scoring.scoring_batches(model, s, p.device.memory_mb))
-    return {"seconds_per_pass": seconds, "tokens": tokens, "padded_positions": padded,
-            "batches": sum(len(scoring.scoring_batches(model, s, p.device.memory_mb)) for s in sets),
+    batches = [(s, b) for s in sets for b in scoring.scoring_batches(model, s, p.device.memory_mb)]
+    return {"seconds_per_pass": seconds, "tokens": sum(int(s.lengths.sum()) for s in sets),
+            "padded_positions": sum(len(b) * int(s.lengths[b].max()) for s, b in batches), "batches": len(batches),
             "losses": torch.cat([x.sum(1) for x in losses]).tolist()}
 
 
 def bounded(step: int, passes: int) -> dict:
-    from emergence.models.scoring import MAX_PADDING
-    return _score(step, passes, MAX_PADDING)
+    return _score(step, passes, None)
 
 
 def one_batch_per_budget(step: int, passes: int) -> dict:
