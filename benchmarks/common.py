@@ -12,6 +12,9 @@ RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
 
 
 def _child(fn, kwargs, queue) -> None:
+    if getattr(fn, "keep_freed_memory", True):  # as every stage runs (`emergence` sets it before the stage)
+        from emergence.cli import keep_freed_memory
+        keep_freed_memory()
     out = fn(**kwargs)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(out)

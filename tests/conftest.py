@@ -16,6 +16,10 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ.setdefault("MKL_DYNAMIC", "FALSE")     # as the CLI sets them (emergence.cli.DETERMINISM)
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+from emergence.cli import keep_freed_memory  # noqa: E402  (as the CLI sets it before every stage)
+
+keep_freed_memory()
+
 
 @pytest.fixture(scope="session")
 def humaneval():

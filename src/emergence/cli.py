@@ -84,8 +84,23 @@ ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"), "plots": ("em
 # its floating-point sums; a fixed thread count and strict conditional numerical reproducibility
 # keep "same seed, same commit => same numbers" true under any load.
 DETERMINISM = {"MKL_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO,STRICT"}
+# glibc's malloc returns freed memory at the top of its heap to the kernel, so the large activation
+# and logits tensors that every training or SGLD step frees come back on the next step as page faults:
+# a quarter of a step's CPU time on the default model (`benchmarks/bench_allocator.py`). Keeping up to
+# this much freed memory (M_TOP_PAD) removes them, for a few hundred MB more resident memory.
+KEEP_FREED_MB = 1024
 LOG_DIR = Path(".cache") / "logs"  # one log file per stage invocation, under the working directory
 TIMINGS = LOG_DIR / "timings.jsonl"  # one line per finished stage: where the time of a run goes
+
+
+def keep_freed_memory(mb: int = KEEP_FREED_MB) -> bool:
+    """mallopt(M_TOP_PAD, mb MiB) where the C library is glibc; whether it was set."""
+    import ctypes
+    import ctypes.util
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c")).mallopt(-2, mb << 20))  # -2: M_TOP_PAD
+    except (OSError, AttributeError, TypeError):  # no C library found, or one without mallopt
+        return False
 
 
 def parser() -> argparse.ArgumentParser:
@@ -177,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     for key, value in DETERMINISM.items():  # before torch loads MKL
         os.environ.setdefault(key, value)
+    keep_freed_memory()
     module_name, func = ENTRY.get(args.stage, (f"emergence.stages.{args.stage}", "main"))
     t0 = time.perf_counter()
     try:
