@@ -49,6 +49,8 @@ def test_trace_records_in_dataset_order(tiny_model, tiny_corpus, seqs, tmp_path)
     assert trace["loss"].shape == (2, cfg.steps) and np.isfinite(trace["loss"]).all()
     assert trace["obs"].shape == (2, 5, len(seqs)) and np.isfinite(trace["obs"]).all()
     assert list(trace["obs_step"].values) == [5, 7, 9, 11, 13]
+    anchor = trace["anchor_loss"].values  # the paired losses at w*: at the draws, which the LLC reads, only
+    assert np.isfinite(anchor[:, trace["draw_step"].values]).all() and np.isnan(anchor[:, :cfg.burn_in]).all()
     np.testing.assert_allclose(trace["obs_init"].values, sequence_losses(tiny_model, seqs, LARGE_MB).numpy(), rtol=1e-5)
     assert list(trace["observable"].values) == seqs.names
     assert trace["token_obs"].shape[-1] == int(seqs.mask.sum())

@@ -3,6 +3,7 @@ LightningModule that drives it (manual optimisation, one optimizer for all chain
 
 Per iteration s: at a draw (s = burn_in + k * thin) whose turn it is
 (k % obs_every == 0), the observables are scored on every chain in inference batches;
+at a draw, the loss at w* on every chain's minibatch (the paired control variate);
 then the minibatch loss of every chain is computed, one backward fills every chain's
 gradient, and one RMSProp-SGLD step moves all chains. Losses are written into
 preallocated tensors (no host sync); every ``check_every`` steps the new losses are
@@ -91,6 +92,7 @@ class SGLDRun:
         self.draw_steps = cfg.burn_in + np.arange(cfg.draws) * cfg.thin
         self.obs_steps = self.draw_steps[::cfg.obs_every]
         self._obs_index = {int(s): k for k, s in enumerate(self.obs_steps)}
+        self._draws = set(self.draw_steps.tolist())
         nan = dict(fill_value=float("nan"), device=self.device)
         self.records = {"loss": torch.full((C, S), **nan)}
         self.anchor = copy.deepcopy(model).to(self.device).eval() if cfg.paired else None
@@ -142,7 +144,7 @@ class SGLDRun:
         if self.observables is not None and s in self._obs_index:
             self.observe(self._obs_index[s])
         self.chains.G.zero_()
-        if self.anchor is not None:
+        if self.anchor is not None and s in self._draws:  # the LLC reads the paired losses at the draws only
             with torch.no_grad():
                 self.records["anchor_loss"][:, s] = torch.stack([self.loss_fn(self.anchor, b) for b in chain_batches])
         return self.chain_losses(chain_batches)

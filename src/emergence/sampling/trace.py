@@ -5,7 +5,8 @@ Variables (dimensions in brackets):
 * ``loss`` [chain, step]: minibatch sampling loss at every step, burn-in included;
 * ``draw_step`` [draw]: the step of each draw (burn-in + k * thin);
 * ``init_loss`` []: loss at w* averaged over ``init_batches`` batches;
-* ``anchor_loss`` [chain, step] (when ``paired``): loss of w* on the same minibatch;
+* ``anchor_loss`` [chain, step] (when ``paired``): loss of w* on the same minibatch, at the
+  draws (NaN at the other steps);
 * ``obs`` [chain, obs_draw, observable]: per-sequence losses of the observable
   sequences (dataset order), at every ``obs_every``-th draw; ``obs_init``
   [observable] at w*; coordinates ``label`` and ``group`` per observable;
