@@ -92,7 +92,10 @@ def main() -> None:
            "repeats": args.repeats}
     for loop in ("sgld", "train"):
         times = summary(results, f"{loop}_seconds_per_step")
+        runs = {k: [r[f"{loop}_seconds_per_step"] for r in v] for k, v in results.items()}
         out[loop] = {"seconds_per_step": times, "speedup": times["glibc_default"] / times["kept"],
+                     "speedup_range": [min(runs["glibc_default"]) / max(runs["kept"]),
+                                       max(runs["glibc_default"]) / min(runs["kept"])],
                      "minor_faults_per_step": summary(results, f"{loop}_faults_per_step")}
     out["peak_rss_mb"] = summary(results, "peak_rss_mb")
     same = results["kept"][0]["loss"] == results["glibc_default"][0]["loss"]

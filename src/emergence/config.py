@@ -200,7 +200,7 @@ class SamplerParams:
     obs_every: int = 1               # observables at every k-th draw
     token_level: bool = False        # also record per-token losses of the observables
     init_batches: int = 8
-    paired: bool = True              # also score w* on each step's batch (a control variate for the LLC)
+    paired: bool = True              # also score w* on each draw's batch (a control variate for the LLC)
     divergence_factor: float = 5.0   # stop when a loss exceeds this x the loss at w*
     check_every: int = 10            # steps between divergence checks
     n_pairs: int = 100               # pairs whose two versions are observables (0: all)
