@@ -18,6 +18,9 @@ instrument's change point is judged against.
   heads' response profiles (chi to each Markov sequence) over checkpoints, as in the embryology view;
 * `calib_verdicts`: each instrument's change point (analysis/boundaries) against t*; the
   susceptibility and rLLC read are those of the top induction head named by the monitors.
+
+Lightning and the sampler are imported by the two stages that run them (calib_train, calib_sample):
+the other three start in about a second rather than six.
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 from emergence.analysis import embryology, heads, trajectory
@@ -39,19 +41,14 @@ from emergence.device import inference, torch_device
 from emergence.estimators.bif import bif_matrix, block_aggregates, draw_resampler
 from emergence.estimators.llc import llc
 from emergence.estimators.susceptibility import bootstrap_interval, sequence_profiles, susceptibility_matrix
-from emergence.interrupt import fit
 from emergence.io import read_json, seed_for, sha256_file, write_json
 from emergence.models import components
 from emergence.models.checkpoints import OwnSeries
 from emergence.models.gpt import token_losses
-from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
 from emergence.models.scoring import SequenceSet, build_sequences
 from emergence.progress import track
 from emergence.sampling.observables import sequence_observables
-from emergence.sampling.sampler_module import sample_lm
 from emergence.sampling.trace import cache_key, save_trace
-from emergence.stages.sample import NOT_IN_KEY, existing, observables_digest, selected_steps, weights_digest
-from emergence.stages.train_lm import build_trainer, resume_or_clear
 from emergence.tracking.wandb import init_run, log_curves
 
 log = logging.getLogger(__name__)
@@ -82,6 +79,10 @@ def _calibration_params(p):
 
 
 def train(args) -> None:
+    import pytorch_lightning as pl
+    from emergence.interrupt import fit
+    from emergence.models.lm_module import CheckpointSeriesWriter, LMModule, TokenDataModule
+    from emergence.stages.train_lm import build_trainer, resume_or_clear
     p = load_params(args.params)
     c, pt = p.calibration, _calibration_params(p)
     data_dir, out = Path(args.data), Path(args.out)
@@ -193,6 +194,8 @@ def instruments(trace, p) -> tuple[dict, list[dict], np.ndarray]:
 
 
 def sample(args) -> None:
+    from emergence.sampling.sampler_module import sample_lm
+    from emergence.stages.sample import NOT_IN_KEY, existing, observables_digest, selected_steps, weights_digest
     p = load_params(args.params)
     c, cfg = p.calibration, p.calibration.sampler
     series, out, data_dir = OwnSeries(args.checkpoints, torch_device(p.device)), Path(args.out), Path(args.data)
