@@ -154,6 +154,17 @@ def test_cli_error_is_one_line_with_the_log_path(monkeypatch, tmp_path, capsys):
         run_fake_stage(monkeypatch, tmp_path, stage, "--debug")
 
 
+def test_an_invalid_parameter_fails_before_the_stage_is_imported(monkeypatch, tmp_path, capsys):
+    """A bad value in params.yaml is named within a second: the stage module (seconds of imports) is not loaded."""
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text()
+                                          .replace("nbeta: 1000.0", "nbeta: -5.0", 1))
+    imported = []
+    monkeypatch.setattr(cli.importlib, "import_module", imported.append)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sample"]) == 2
+    assert "sampler.nbeta = -5.0 is invalid" in capsys.readouterr().err and imported == []
+
+
 def test_a_repeated_warning_is_shown_once_and_logged(monkeypatch, tmp_path, capsys):
     """A library that resets Python's once-per-place registry (`catch_warnings`) repeats a warning at
     every call; the CLI shows each distinct warning once, in the stage's log too."""

@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+from emergence.config import load_params
 from emergence.errors import one_line
 from emergence.interrupt import Interrupted, raise_on_signals, received
 
@@ -77,6 +78,7 @@ STAGES = {
                        [("--monitors", "artifacts/calibration/monitors"), ("--instruments", "artifacts/calibration/instruments"),
                         ("--out", "artifacts/calibration")]),
 }
+WITHOUT_PARAMS = ("raw", "profile", "plots", "remote", "compare")  # the commands that read no params.yaml
 ENTRY = {"sweep-trial": ("emergence.stages.sweep", "agent_trial"), "plots": ("emergence.tracking.dvc_plots", "main"),
          **{f"calib_{name}": ("emergence.stages.calibration", name)
             for name in ("data", "train", "monitors", "sample", "verdicts")}}
@@ -197,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         with raise_on_signals():
+            if args.stage not in WITHOUT_PARAMS:  # an invalid value fails now, not after the stage's imports
+                load_params(args.params)
             getattr(importlib.import_module(module_name), func)(args)
             if received() is not None:  # its Interrupted was swallowed on the way: still a stopped stage
                 raise Interrupted(received())
