@@ -38,14 +38,14 @@ def cases(cfg):
                       [f"z{i}" for i in range(n)], np.array(["correct"] * n), np.arange(n).astype(str))
 
     def regular(run):
-        return llc(run(toy.Quadratic(h), toy.Quadratic.forward))["llc"] / toy.quadratic_llc(h, cfg.nbeta, cfg.localization) - 1
+        return llc(run(toy.Quadratic(h)))["llc"] / toy.quadratic_llc(h, cfg.nbeta, cfg.localization) - 1
 
     def singular(run):
         exact = toy.normal_crossing_llc(c, cfg.nbeta, cfg.localization)
-        return llc(run(toy.NormalCrossing(c), toy.NormalCrossing.forward))["llc"] / exact - 1
+        return llc(run(toy.NormalCrossing(c)))["llc"] / exact - 1
 
     def blr_bif(run):
-        trace = run(toy.LinearRegression(X, y, w_star), lambda m: m.per_sample().mean(), obs, obs_every=2)
+        trace = run(toy.LinearRegression(X, y, w_star), obs, obs_every=2)
         return float(np.linalg.norm(bif_matrix(trace["obs"].values) - exact_bif) / np.linalg.norm(exact_bif))
     return {"regular LLC, relative error": regular, "normal-crossing LLC, relative error": singular,
             "BLR BIF, relative Frobenius error": blr_bif}
@@ -62,8 +62,8 @@ def main() -> None:
     for name, change in SAMPLERS.items():
         cfg = dataclasses.replace(base, **change)
 
-        def run(model, loss_fn, observables=None, **kw):
-            return toy.sample_potential(model, dataclasses.replace(cfg, **kw), loss_fn, observables)
+        def run(model, observables=None, **kw):
+            return toy.sample_potential(model, dataclasses.replace(cfg, **kw), observables)
         t0 = time.perf_counter()
         table[name] = {case: round(float(fn(run)), 4) for case, fn in cases(cfg).items()}
         table[name]["seconds"] = round(time.perf_counter() - t0, 1)

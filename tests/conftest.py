@@ -65,9 +65,17 @@ def tiny_params():
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests that read a whole pipeline run last: their pipelines run meanwhile (see pipelines.py)."""
+    """The tests that read a pipeline run once it is likely done, and meanwhile the unit tests (see
+    pipelines.py): those of the short pipelines (`pipelines.SHORT`) halfway through the unit tests, so
+    that the cores are still shared when they run, and those of whole pipelines last."""
     import pipelines
-    items.sort(key=lambda item: bool(set(getattr(item, "fixturenames", ())) & pipelines.FIXTURES.keys()))
+
+    def reads(item) -> set:
+        return set(getattr(item, "fixturenames", ())) & pipelines.FIXTURES.keys()
+    unit = [item for item in items if not reads(item)]
+    short = [item for item in items if reads(item) and reads(item) <= pipelines.SHORT]
+    whole = [item for item in items if reads(item) and not reads(item) <= pipelines.SHORT]
+    items[:] = unit[:len(unit) // 2] + short + unit[len(unit) // 2:] + whole
 
 
 def pytest_collection_finish(session):

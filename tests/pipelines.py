@@ -184,6 +184,7 @@ PIPELINES = {"workspace": smoke_workspace, "experiment": smoke_experiment, "pyth
              "calibration": calibration_workspace, "interrupt": interrupt_workspace}
 FIXTURES = {"runs": ("workspace", "experiment"), "pythia_run": ("pythia",), "calibration_run": ("calibration",),
             "interrupt_ws": ("interrupt",)}  # fixture -> the pipelines it reads
+SHORT = {"interrupt_ws"}  # fixtures of the pipelines that take about a minute (up to a corpus)
 _pool = ThreadPoolExecutor(max_workers=len(PIPELINES))
 _started: dict[str, Future] = {}
 

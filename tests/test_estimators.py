@@ -17,23 +17,23 @@ from emergence.sampling.observables import Observables
 DEFAULTS = load_params(ROOT / "params.yaml").sampler
 
 
-def run_sgld(model, loss_fn, observables=None, **kw):
+def run_sgld(model, observables=None, **kw):
     cfg = SamplerParams(**{**dict(lr=1e-3, nbeta=100.0, localization=0.0, preconditioned=False,
                                   chains=8, burn_in=5000, draws=10000, thin=1, check_every=500), **kw})
-    return sample_potential(model, cfg, loss_fn, observables)
+    return sample_potential(model, cfg, observables)
 
 
-def run_default_sgld(model, loss_fn, observables=None, **kw):
+def run_default_sgld(model, observables=None, **kw):
     """The pipeline's sampler settings from params.yaml (preconditioner, eps, n*beta, gamma,
     burn-in); only the number of chains and draws is raised, to shrink the Monte Carlo error."""
-    return run_sgld(model, loss_fn, observables, **{**as_dict(DEFAULTS), "chains": 8, "draws": 10000,
+    return run_sgld(model, observables, **{**as_dict(DEFAULTS), "chains": 8, "draws": 10000,
                                                     "check_every": 1000, "paired": False, **kw})
 
 
 def test_default_sampler_recovers_a_regular_llc_at_finite_gamma():
     h = [10.0, 10.0, 30.0, 3.0]
     exact = quadratic_llc(h, DEFAULTS.nbeta, DEFAULTS.localization)
-    est = llc(run_default_sgld(Quadratic(h), Quadratic.forward))
+    est = llc(run_default_sgld(Quadratic(h)))
     print(f"regular LLC at finite gamma, default sampler: {est['llc']:.4f} "
           f"[{est['llc_lo']:.4f}, {est['llc_hi']:.4f}] vs exact {exact:.4f}")
     assert est["llc"] == pytest.approx(exact, rel=0.05)
@@ -43,7 +43,7 @@ def test_default_sampler_recovers_a_regular_llc_at_finite_gamma():
 def test_default_sampler_recovers_a_singular_llc_at_finite_n():
     c = 3e4  # n*beta c / gamma^2 = 0.3: the quartic term shapes the posterior (a Gaussian answer is 0.3)
     exact = normal_crossing_llc(c, DEFAULTS.nbeta, DEFAULTS.localization)
-    est = llc(run_default_sgld(NormalCrossing(c), NormalCrossing.forward, draws=20000))
+    est = llc(run_default_sgld(NormalCrossing(c), draws=20000))
     print(f"normal-crossing LLC at finite n, default sampler: {est['llc']:.4f} "
           f"[{est['llc_lo']:.4f}, {est['llc_hi']:.4f}] vs exact {exact:.4f}")
     assert est["llc"] == pytest.approx(exact, rel=0.05)
@@ -55,8 +55,8 @@ def test_adaptive_preconditioner_is_biased_and_the_frozen_one_is_not():
     c = 1e5
     exact = normal_crossing_llc(c, DEFAULTS.nbeta, DEFAULTS.localization)
     kw = dict(lr=DEFAULTS.lr / 4, draws=20000)
-    frozen = llc(run_default_sgld(NormalCrossing(c), NormalCrossing.forward, **kw))
-    adaptive = llc(run_default_sgld(NormalCrossing(c), NormalCrossing.forward, rms_adapt="every_step", **kw))
+    frozen = llc(run_default_sgld(NormalCrossing(c), **kw))
+    adaptive = llc(run_default_sgld(NormalCrossing(c), rms_adapt="every_step", **kw))
     print(f"normal crossing c={c:g}, eps/4: frozen {frozen['llc']:.4f}, every-step {adaptive['llc']:.4f}, "
           f"exact {exact:.4f}")
     assert frozen["llc"] == pytest.approx(exact, rel=0.03)
@@ -85,7 +85,7 @@ def test_batch_means_interval_covers_the_mean_of_correlated_draws():
 def test_llc_recovers_asymptotic_learning_coefficients(powers, expected):
     """Large n*beta, no localization, plain SGLD: the estimate approaches lambda."""
     torch.manual_seed(0)
-    trace = run_sgld(PowerPotential(powers), PowerPotential.forward)
+    trace = run_sgld(PowerPotential(powers))
     est = llc(trace)
     print(f"LLC of {powers}: {est['llc']:.3f} +- {est['llc_se']:.3f} vs {expected:.3f}")
     assert est["llc"] == pytest.approx(expected, rel=0.1)
@@ -93,14 +93,29 @@ def test_llc_recovers_asymptotic_learning_coefficients(powers, expected):
     assert est["rhat"] < 1.1
 
 
+def test_potential_chains_take_the_steps_of_the_per_replica_loop():
+    """sample_potential computes every chain's loss in one forward; the trace is the one of the
+    pipeline's loop, a forward per replica (SGLDRun.iterate), with the same noise."""
+    from emergence.sampling.sampler_module import SGLDRun
+    cfg = SamplerParams(**{**as_dict(DEFAULTS), "chains": 3, "burn_in": 20, "draws": 30, "check_every": 10})
+    run = SGLDRun(NormalCrossing(3e4), cfg, seed=0, loss_fn=lambda m, _: m())
+    run.measure_init([None])
+    for s in range(cfg.steps):
+        run.iterate(s, [None] * cfg.chains)
+    ours = sample_potential(NormalCrossing(3e4), cfg)
+    for name in ("loss", "anchor_loss"):
+        np.testing.assert_allclose(ours[name].values, run.to_dataset()[name].values, rtol=1e-12, err_msg=name)
+    assert np.ptp(ours["loss"].values[:, -1]) > 0  # the chains move apart
+
+
 def test_burn_in_is_excluded_from_the_llc():
-    trace = run_sgld(PowerPotential([1, 1]), PowerPotential.forward, burn_in=10, draws=50)
+    trace = run_sgld(PowerPotential([1, 1]), burn_in=10, draws=50)
     trace["loss"][:, :10] = 1e6  # poisoned burn-in would dominate any average over it
     assert llc(trace)["llc"] < 10
 
 
 def test_dead_chain_fails_loudly():
-    trace = run_sgld(PowerPotential([1, 1]), PowerPotential.forward, burn_in=10, draws=50)
+    trace = run_sgld(PowerPotential([1, 1]), burn_in=10, draws=50)
     trace["loss"][1, 30] = np.nan
     with pytest.raises(DeadChainError, match="chain 1"):
         llc(trace)
@@ -114,7 +129,7 @@ def test_default_sampler_bif_matches_closed_form_posterior_covariance():
     obs = Observables(lambda mod: {"obs": mod.per_sample().detach(), "token_obs": None, "component_obs": None},
                       [f"z{i}" for i in range(n)],
                       np.array(["correct"] * n), np.arange(n).astype(str))
-    trace = run_default_sgld(model, lambda mod: mod.per_sample().mean(), obs, draws=6000, obs_every=2)
+    trace = run_default_sgld(model, obs, draws=6000, obs_every=2)
     sampled = bif_matrix(trace["obs"].values)
     error = np.linalg.norm(sampled - exact) / np.linalg.norm(exact)
     iu = np.triu_indices(n)

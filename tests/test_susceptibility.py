@@ -20,7 +20,7 @@ class TwoComponents(nn.Module):
         self.b = nn.Parameter(torch.zeros(1, dtype=torch.float64))
 
     def forward(self):
-        return 0.5 * (self.a ** 2 + self.b ** 2).sum()
+        return 0.5 * (self.a ** 2 + self.b ** 2).sum(-1)
 
 
 def test_chi_is_large_for_the_component_that_moves_the_shift_loss_and_zero_for_the_other():
@@ -201,7 +201,7 @@ def test_output_norm_chi_with_the_default_sampler():
                       components=["A", "B"])
     cfg = dataclasses.replace(load_params(ROOT / "params.yaml").sampler, chains=8, draws=8000, obs_every=4,
                               check_every=1000, paired=False)
-    ds = sample_potential(TwoComponents(), cfg, TwoComponents.forward, obs)
+    ds = sample_potential(TwoComponents(), cfg, obs)
     chi = susceptibility_matrix(ds["component_obs"].values, ds["obs"].values, np.array(["sampling", "shift"]),
                                 ["shift"])
     s2 = 1.0 / (cfg.nbeta + cfg.localization)
