@@ -19,7 +19,7 @@ DEFAULTS = load_params(ROOT / "params.yaml").sampler
 
 def run_sgld(model, observables=None, **kw):
     cfg = SamplerParams(**{**dict(lr=1e-3, nbeta=100.0, localization=0.0, preconditioned=False,
-                                  chains=8, burn_in=5000, draws=10000, thin=1, check_every=500), **kw})
+                                  chains=8, burn_in=5000, draws=10000, thin=1, check_every=500, paired=False), **kw})
     return sample_potential(model, cfg, observables)
 
 
