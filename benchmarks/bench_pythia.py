@@ -20,8 +20,9 @@ Measured (MEASURED: this CPU; everything else is labelled ESTIMATE):
    component norms and residual reads) on 64 and on 512 pair-like sequences (plus the 2 x
    sampler.shift_windows windows), in fresh processes; the peak RSS of the pass above the RSS before
    it (VmHWM reset through /proc/self/clear_refs), after a first pass (weights paged in, caches filled),
-   with glibc returning every block above 64 kB at once (MALLOC_MMAP_THRESHOLD_), so that the peak RSS
-   is the peak of live memory rather than of what the heap kept from the first pass.
+   with glibc returning every block above 64 kB at once (MALLOC_MMAP_THRESHOLD_, and not the freed
+   memory the stages keep: `keep_freed_memory` off in these children), so that the peak RSS is the
+   peak of live memory rather than of what the heap kept from the first pass.
    Target: no growth (ratio <= 1.1). Also 512 sequences at 4x the budget, and each pass's growth over
    device.memory_mb: how far the estimate behind the batch sizes is from the real peak.
 3. SGLD per draw: `sample_lm` vs a bare loop making the same passes (per chain a minibatch
@@ -263,6 +264,9 @@ def observables_memory(ws: str, n_obs: int, length: int, memory_mb: float) -> di
             "rss_before_mb": before,
             "pass_peak_mb": peak, "pass_growth_mb": peak - before, "growth_over_budget": (peak - before) / memory_mb,
             "batch_sequences": batch_for(model, length, memory_mb), "memory_mb": memory_mb}
+
+
+observables_memory.keep_freed_memory = False  # with freed memory kept, the first pass's pages serve the second
 
 
 def _sgld_setup(ws: str, draws: int):

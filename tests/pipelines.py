@@ -3,7 +3,8 @@ session begins (pytest_collection_finish in conftest), so that they run while th
 
 Each pipeline process uses one thread (`THREADS`): the small pipelines and the unit tests share
 the cores without stalling each other's thread pools. The tests that read a pipeline wait for it
-(`result`) and run last.
+(`result`): those of whole pipelines run last, those of the short ones (`SHORT`) halfway through
+the unit tests (conftest).
 """
 import contextlib
 import os

@@ -93,19 +93,44 @@ def test_llc_recovers_asymptotic_learning_coefficients(powers, expected):
     assert est["rhat"] < 1.1
 
 
+class TwoParameters(torch.nn.Module):
+    """L = |a|^2 (1 + |b|^2): two parameters of different shapes, broadcast over leading dimensions."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([0.3, -0.2], dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.tensor([[0.1, 0.4]], dtype=torch.float64))
+
+    def forward(self):
+        return (self.a ** 2).sum(-1) * (1 + (self.b ** 2).sum((-2, -1)))
+
+
 def test_potential_chains_take_the_steps_of_the_per_replica_loop():
-    """sample_potential computes every chain's loss in one forward; the trace is the one of the
-    pipeline's loop, a forward per replica (SGLDRun.iterate), with the same noise."""
+    """sample_potential computes every chain's loss in one forward; the trace (losses, paired losses at
+    w*, observables) is the one of the pipeline's loop, a forward per replica, with the same noise."""
     from emergence.sampling.sampler_module import SGLDRun
-    cfg = SamplerParams(**{**as_dict(DEFAULTS), "chains": 3, "burn_in": 20, "draws": 30, "check_every": 10})
-    run = SGLDRun(NormalCrossing(3e4), cfg, seed=0, loss_fn=lambda m, _: m())
-    run.measure_init([None])
-    for s in range(cfg.steps):
-        run.iterate(s, [None] * cfg.chains)
-    ours = sample_potential(NormalCrossing(3e4), cfg)
-    for name in ("loss", "anchor_loss"):
-        np.testing.assert_allclose(ours[name].values, run.to_dataset()[name].values, rtol=1e-12, err_msg=name)
-    assert np.ptp(ours["loss"].values[:, -1]) > 0  # the chains move apart
+    X, y, w_star = regression_problem()
+    obs = Observables(lambda mod: {"obs": mod.per_sample().detach(), "token_obs": None, "component_obs": None},
+                      [f"z{i}" for i in range(len(y))], np.array(["correct"] * len(y)), np.arange(len(y)).astype(str))
+    cfg = SamplerParams(**{**as_dict(DEFAULTS), "chains": 3, "burn_in": 20, "draws": 30, "check_every": 10,
+                           "obs_every": 5, "paired": True})
+    for make, observables in ((lambda: LinearRegression(X, y, w_star), obs), (TwoParameters, None)):
+        run = SGLDRun(make(), cfg, seed=0, loss_fn=lambda m, _: m(), observables=observables)
+        run.measure_init([None])
+        for s in range(cfg.steps):
+            run.iterate(s, [None] * cfg.chains)
+        ours, theirs = sample_potential(make(), cfg, observables), run.to_dataset()
+        for name in ("loss", "anchor_loss") + (("obs",) if observables else ()):
+            np.testing.assert_allclose(ours[name].values, theirs[name].values, rtol=1e-12, err_msg=name)
+        assert np.ptp(ours["loss"].values[:, -1]) > 0 and np.nanmin(ours["anchor_loss"].values) > 0
+
+
+def test_a_potential_that_does_not_broadcast_is_refused():
+    class Summed(Quadratic):
+        def forward(self):
+            return 0.5 * (self.h * self.w ** 2).sum()  # one number for all chains
+    with pytest.raises(ValueError, match=r"Summed.forward gave losses of shape \(\) for 8 chains"):
+        run_sgld(Summed([1.0, 2.0]), burn_in=2, draws=2)
 
 
 def test_burn_in_is_excluded_from_the_llc():

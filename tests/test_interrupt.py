@@ -159,7 +159,7 @@ def test_an_invalid_parameter_fails_before_the_stage_is_imported(monkeypatch, tm
     (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text()
                                           .replace("nbeta: 1000.0", "nbeta: -5.0", 1))
     imported = []
-    monkeypatch.setattr(cli.importlib, "import_module", imported.append)
+    monkeypatch.setattr(cli, "importlib", types.SimpleNamespace(import_module=imported.append))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["sample"]) == 2
     assert "sampler.nbeta = -5.0 is invalid" in capsys.readouterr().err and imported == []

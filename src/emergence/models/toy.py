@@ -104,22 +104,34 @@ def regression_problem(n: int = 24, d: int = 4, seed: int = 1):
 
 
 class PotentialRun(SGLDRun):
-    """The sampling run of a potential: every chain's loss in one forward."""
+    """The sampling run of the potential ``model()`` (its loss everywhere: at w*, at the draws and
+    along the chains), with every chain's loss in one forward."""
+
+    def __init__(self, model: nn.Module, cfg: SamplerParams, seed: int = 0, observables=None):
+        super().__init__(model, cfg, seed, loss_fn=lambda m, _: m(), observables=observables)
 
     def chain_losses(self, chain_batches) -> torch.Tensor:
         """(chains,) losses: the forward on the rows of the chain state W as a (chains, ...) stack of
         weights; backward adds their gradient to the chains' rows of G. On these tiny models half the
         time of a forward per replica (the observables are still read on each replica)."""
         W = self.chains.W.detach().requires_grad_()
-        W.register_hook(self.chains.G.add_)
-        return functional_call(self.chains.model, {name: W[:, self.chains.slices[name]].view(-1, *p.shape)
-                                                   for name, p in self.chains.params.items()}, ())
+        W.register_hook(self._add_to_chain_gradients)
+        losses = functional_call(self.chains.model, {name: W[:, self.chains.slices[name]].view(-1, *p.shape)
+                                                     for name, p in self.chains.params.items()}, ())
+        if losses.shape != (self.chains.chains,):
+            raise ValueError(f"{type(self.chains.model).__name__}.forward gave losses of shape {tuple(losses.shape)} "
+                             f"for {self.chains.chains} chains: a potential must broadcast over a leading chains "
+                             f"dimension of its weights (index w[..., i], reduce with .sum(-1))")
+        return losses
+
+    def _add_to_chain_gradients(self, grad: torch.Tensor) -> None:
+        self.chains.G.add_(grad)
 
 
 def sample_potential(model: nn.Module, cfg: SamplerParams, observables=None, seed: int = 0) -> xr.Dataset:
     """The trace of `cfg.chains` full-batch chains on the potential ``model()``, without the Trainer:
     the pipeline's sampling loop (`SGLDRun.iterate`) with the chains' losses computed at once."""
-    run = PotentialRun(model, cfg, seed=seed, loss_fn=lambda m, _: m(), observables=observables)
+    run = PotentialRun(model, cfg, seed, observables)
     run.measure_init([None])
     for s in range(cfg.steps):
         run.iterate(s, [None] * cfg.chains)
