@@ -69,12 +69,10 @@ def pytest_collection_modifyitems(config, items):
     pipelines.py): those of the short pipelines (`pipelines.SHORT`) halfway through the unit tests, so
     that the cores are still shared when they run, and those of whole pipelines last."""
     import pipelines
-
-    def reads(item) -> set:
-        return set(getattr(item, "fixturenames", ())) & pipelines.FIXTURES.keys()
-    unit = [item for item in items if not reads(item)]
-    short = [item for item in items if reads(item) and reads(item) <= pipelines.SHORT]
-    whole = [item for item in items if reads(item) and not reads(item) <= pipelines.SHORT]
+    unit, short, whole = [], [], []
+    for item in items:
+        reads = set(getattr(item, "fixturenames", ())) & pipelines.FIXTURES.keys()
+        (whole if reads - pipelines.SHORT else short if reads else unit).append(item)
     items[:] = unit[:len(unit) // 2] + short + unit[len(unit) // 2:] + whole
 
 

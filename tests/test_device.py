@@ -1,4 +1,5 @@
 """The device section: one place for where the work runs, its precision and its inference budget."""
+import platform
 import re
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_head_reads_are_the_same_in_one_batch_or_many():
     torch.testing.assert_close(torch.from_numpy(one["induction"]), total / count, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(not __import__("platform").libc_ver()[0] == "glibc", reason="M_TOP_PAD is glibc's")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="M_TOP_PAD is glibc's")
 def test_freed_step_memory_is_reused_without_page_faults():
     """`keep_freed_memory` (set by the CLI before every stage): a default-sized training step's freed
     tensors are reused, not faulted in again. With glibc's default a step faults about 4x the pages
